@@ -1,0 +1,106 @@
+// Backend: the eager op set every model is written against. Tensors are views in PyTorch
+// order; outputs are preallocated by the caller (from a per-job Arena) and must not alias
+// inputs unless an op says so. Every op validates shapes and dtypes and returns a Status
+// (an op never asserts on caller data). Backends: "reference" (plain loops, the test
+// oracle), "cpu" (oneDNN + AVX-512/AVX2 kernels), "cuda" (later).
+//
+// Dtypes: activations are f32, bf16 or f16; weights may also be fp8. Arithmetic is f32 (or
+// better) whatever the storage type; results are rounded once on store.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "core/tensor.h"
+#include "sd35/status.h"
+
+namespace sd35 {
+
+enum class Activation {
+  kNone,
+  kGeluTanh,   // 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3)))  — MMDiT MLP, T5 gated FFN
+  kGeluErf,    // 0.5x(1+erf(x/sqrt2))                      — CLIP-G
+  kQuickGelu,  // x*sigmoid(1.702x)                         — CLIP-L
+  kSilu,       // x*sigmoid(x)                              — adaLN input, embedders
+};
+std::string_view activation_name(Activation a);
+
+struct GemmParams {
+  Activation activation = Activation::kNone;
+  // y = accumulate ? y + act(x·Wᵀ + b) : act(x·Wᵀ + b).
+  bool accumulate = false;
+};
+
+struct Conv2dParams {
+  int stride = 1;
+  int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;  // zero padding
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+  virtual Device device() const = 0;
+
+  // y[M, N] = act(x[M, K] · w[N, K]ᵀ + bias[N]) (nn.Linear layout). x may have leading batch
+  // dims ([..., K] with dense rows, any row stride); y likewise [..., N]. w is contiguous
+  // f32/f16/bf16/fp8 and used in place (converted inside the kernel, never copied whole);
+  // x bf16 -> bf16 products with f32 accumulation; x f32 -> f32 math. bias is f32/f16/bf16.
+  virtual Status gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+                      const GemmParams& params) = 0;
+
+  // Scaled dot-product attention with an online softmax (the Lq×Lk score matrix is never
+  // materialised). q [B, Lq, H·D], k and v [B, Lk, H·D], out [B, Lq, H·D]; each may be a
+  // strided view (e.g. a slice of a fused qkv buffer) with dense last dim. Head h uses
+  // features [h·D, (h+1)·D). No mask. out = softmax(q·kᵀ·scale)·v.
+  virtual Status attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                           int heads, float scale) = 0;
+
+  // Over the last dim C: y = (x - mean)/sqrt(var + eps) * weight + bias; weight/bias optional.
+  virtual Status layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps,
+                            const Tensor& y) = 0;
+  // Over the last dim: y = x / sqrt(mean(x²) + eps) * weight (weight optional).
+  virtual Status rms_norm(const Tensor& x, const Tensor* weight, float eps, const Tensor& y) = 0;
+  // x [N, C, *spatial]: per (n, group) over C/groups channels and all positions; per-channel
+  // affine weight/bias [C] optional.
+  virtual Status group_norm(const Tensor& x, int groups, const Tensor* weight,
+                            const Tensor* bias, float eps, const Tensor& y) = 0;
+  // x [B, L, D], shift/scale [B, D] (strided views allowed, e.g. chunks of an adaLN output):
+  // y = x·(1 + scale) + shift, broadcast over L. y may alias x.
+  virtual Status modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                          const Tensor& y) = 0;
+  // Elementwise activation; y may alias x.
+  virtual Status activation(const Tensor& x, Activation act, const Tensor& y) = 0;
+  // Softmax over the last dim; y may alias x.
+  virtual Status softmax(const Tensor& x, const Tensor& y) = 0;
+  // x [N, C, H, W], w [O, C, KH, KW] (any weight dtype), bias [O] optional, y [N, O, OH, OW].
+  virtual Status conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+                        const Conv2dParams& params) = 0;
+  // Nearest-neighbour ×2: x [N, C, H, W] -> y [N, C, 2H, 2W].
+  virtual Status upsample_nearest2x(const Tensor& x, const Tensor& y) = 0;
+  // Concatenates along `axis`; all other dims equal; y's dtype may differ (converted).
+  virtual Status concat(std::span<const Tensor> inputs, int axis, const Tensor& y) = 0;
+  // Elementwise copy between same-shape tensors of any strides; converts dtype when they
+  // differ (cast).
+  virtual Status copy(const Tensor& x, const Tensor& y) = 0;
+  Status cast(const Tensor& x, const Tensor& y) { return copy(x, y); }
+};
+
+// "reference": plain loops, f64 accumulation. The oracle for tests; slow.
+std::unique_ptr<Backend> make_reference_backend();
+// "cpu": oneDNN GEMM/conv and AVX-512/AVX2 kernels chosen by CPU feature detection.
+// threads <= 0: the machine's CPUs.
+std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
+
+// Shared argument checks, so every backend rejects the same inputs with the same message.
+namespace check {
+Status same_shape(const Tensor& a, const Tensor& b, std::string_view op);
+Status dtype_in(const Tensor& t, std::initializer_list<DType> allowed, std::string_view op,
+                std::string_view what);
+Status on_device(const Tensor& t, Device d, std::string_view op);
+Status dense_rows(const Tensor& t, std::string_view op, std::string_view what);
+}  // namespace check
+
+}  // namespace sd35

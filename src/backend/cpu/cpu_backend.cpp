@@ -1,0 +1,61 @@
+#include "backend/cpu/cpu_kernels.h"
+
+namespace sd35 {
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads) : ctx_(threads) {}
+  std::string_view name() const override { return "cpu"; }
+  Device device() const override { return Device::kCPU; }
+
+  Status gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+              const GemmParams& p) override {
+    return cpu::gemm(ctx_, x, w, bias, y, p);
+  }
+  Status attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                   int heads, float scale) override {
+    return cpu::attention(ctx_, q, k, v, out, heads, scale);
+  }
+  Status layer_norm(const Tensor& x, const Tensor* w, const Tensor* b, float eps,
+                    const Tensor& y) override {
+    return cpu::layer_norm(ctx_, x, w, b, eps, y);
+  }
+  Status rms_norm(const Tensor& x, const Tensor* w, float eps, const Tensor& y) override {
+    return cpu::rms_norm(ctx_, x, w, eps, y);
+  }
+  Status group_norm(const Tensor& x, int groups, const Tensor* w, const Tensor* b, float eps,
+                    const Tensor& y) override {
+    return cpu::group_norm(ctx_, x, groups, w, b, eps, y);
+  }
+  Status modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                  const Tensor& y) override {
+    return cpu::modulate(ctx_, x, shift, scale, y);
+  }
+  Status activation(const Tensor& x, Activation act, const Tensor& y) override {
+    return cpu::activation(ctx_, x, act, y);
+  }
+  Status softmax(const Tensor& x, const Tensor& y) override { return cpu::softmax(ctx_, x, y); }
+  Status conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+                const Conv2dParams& p) override {
+    return cpu::conv2d(ctx_, x, w, bias, y, p);
+  }
+  Status upsample_nearest2x(const Tensor& x, const Tensor& y) override {
+    return cpu::upsample_nearest2x(ctx_, x, y);
+  }
+  Status concat(std::span<const Tensor> inputs, int axis, const Tensor& y) override {
+    return cpu::concat(ctx_, inputs, axis, y);
+  }
+  Status copy(const Tensor& x, const Tensor& y) override { return cpu::copy(ctx_, x, y); }
+
+ private:
+  cpu::CpuContext ctx_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) {
+  return std::make_unique<CpuBackend>(threads);
+}
+
+}  // namespace sd35

@@ -1,0 +1,57 @@
+#include "backend/reference/reference_kernels.h"
+
+namespace sd35 {
+namespace {
+
+class ReferenceBackend final : public Backend {
+ public:
+  ReferenceBackend() = default;
+  std::string_view name() const override { return "reference"; }
+  Device device() const override { return Device::kCPU; }
+
+  Status gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+              const GemmParams& p) override {
+    return ref::gemm(x, w, bias, y, p);
+  }
+  Status attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                   int heads, float scale) override {
+    return ref::attention(q, k, v, out, heads, scale);
+  }
+  Status layer_norm(const Tensor& x, const Tensor* w, const Tensor* b, float eps,
+                    const Tensor& y) override {
+    return ref::layer_norm(x, w, b, eps, y);
+  }
+  Status rms_norm(const Tensor& x, const Tensor* w, float eps, const Tensor& y) override {
+    return ref::rms_norm(x, w, eps, y);
+  }
+  Status group_norm(const Tensor& x, int groups, const Tensor* w, const Tensor* b, float eps,
+                    const Tensor& y) override {
+    return ref::group_norm(x, groups, w, b, eps, y);
+  }
+  Status modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                  const Tensor& y) override {
+    return ref::modulate(x, shift, scale, y);
+  }
+  Status activation(const Tensor& x, Activation act, const Tensor& y) override {
+    return ref::activation(x, act, y);
+  }
+  Status softmax(const Tensor& x, const Tensor& y) override { return ref::softmax(x, y); }
+  Status conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+                const Conv2dParams& p) override {
+    return ref::conv2d(x, w, bias, y, p);
+  }
+  Status upsample_nearest2x(const Tensor& x, const Tensor& y) override {
+    return ref::upsample_nearest2x(x, y);
+  }
+  Status concat(std::span<const Tensor> inputs, int axis, const Tensor& y) override {
+    return ref::concat(inputs, axis, y);
+  }
+  Status copy(const Tensor& x, const Tensor& y) override { return ref::copy(x, y); }
+
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_reference_backend() { return std::make_unique<ReferenceBackend>(); }
+
+}  // namespace sd35
