@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages sd35 needs, then configures and builds it (Release, -j2).
+# Idempotent: when everything is installed it only runs the (incremental) build.
+#   scripts/setup.sh                 # build into ./build
+#   BUILD_DIR=out scripts/setup.sh   # elsewhere
+#   SD35_SKIP_APT=1 scripts/setup.sh # do not touch packages
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+JOBS=${JOBS:-2}
+
+# One line per dependency and why (see README "Dependencies").
+PACKAGES=(
+  build-essential   # g++ 12
+  cmake             # build system (>= 3.25)
+  libdnnl-dev       # oneDNN: CPU GEMM and convolution
+  nlohmann-json3-dev  # JSON (safetensors headers, configs, API)
+  libcli11-dev      # command-line parsing for the sd35 command
+  googletest        # unit tests (GoogleTest/GoogleMock sources)
+  libgtest-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${SD35_SKIP_APT:-0}" != 1 ] && [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
+cmake --build "$BUILD_DIR" -j "$JOBS"
+echo "setup: built into $BUILD_DIR"
