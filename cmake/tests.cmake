@@ -8,3 +8,5 @@ sd35_add_test(test_core LABEL unit SOURCES
 )
 include(cmake/tests_backend.cmake OPTIONAL)
 include(cmake/tests_weights.cmake OPTIONAL)
+include(cmake/tests_backend_ops.cmake OPTIONAL)
+include(cmake/tests_backend_linear.cmake OPTIONAL)

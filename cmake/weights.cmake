@@ -1,0 +1,12 @@
+# src/io (safetensors), src/weights (index, key maps, configs, weight lists), src/cli.
+list(APPEND SD35_ENGINE_SOURCES
+  src/io/safetensors.cpp
+  src/weights/key_maps.cpp
+  src/weights/weight_index.cpp
+  src/weights/model_configs.cpp
+  src/weights/weight_specs.cpp
+)
+list(APPEND SD35_CLI_SOURCES
+  src/cli/main.cpp
+  src/cli/inspect.cpp
+)

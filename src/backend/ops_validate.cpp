@@ -1,0 +1,197 @@
+#include "backend/ops_validate.h"
+
+#include <cmath>
+#include <string>
+
+namespace sd35::validate {
+namespace {
+
+Status has_data(const Tensor& t, std::string_view op, std::string_view what) {
+  if (t.data() != nullptr || t.numel() == 0) return ok_status();
+  return invalid_argument(std::string(op) + ": " + std::string(what) + " " + t.describe() +
+                          " has no data");
+}
+
+// Device, data pointer and activation dtype of an x/y operand.
+Status activation_operand(Device dev, const Tensor& t, std::string_view op, std::string_view what) {
+  SD35_RETURN_IF_ERROR(check::on_device(t, dev, op));
+  SD35_RETURN_IF_ERROR(has_data(t, op, what));
+  return check::dtype_in(t, {DType::kF32, DType::kBF16, DType::kF16}, op, what);
+}
+
+// A per-channel parameter vector (norm weight / bias) of length c.
+Status param_vector(Device dev, const Tensor& t, int64_t c, std::string_view op,
+                    std::string_view what) {
+  SD35_RETURN_IF_ERROR(check::on_device(t, dev, op));
+  SD35_RETURN_IF_ERROR(has_data(t, op, what));
+  SD35_RETURN_IF_ERROR(check::dtype_in(t, {DType::kF32, DType::kBF16, DType::kF16}, op, what));
+  if (t.ndim() != 1 || t.size(0) != c) {
+    return invalid_argument(std::string(op) + ": " + std::string(what) + " must be [" +
+                            std::to_string(c) + "], got " + t.describe());
+  }
+  return check::dense_rows(t, op, what);
+}
+
+Status eps_ok(float eps, std::string_view op) {
+  if (std::isfinite(eps) && eps >= 0.0f) return ok_status();
+  return invalid_argument(std::string(op) + ": eps must be finite and >= 0, got " +
+                          std::to_string(eps));
+}
+
+// x and y of a row op: activation dtypes, same shape, dense rows.
+Status row_pair(Device dev, const Tensor& x, const Tensor& y, std::string_view op) {
+  SD35_RETURN_IF_ERROR(activation_operand(dev, x, op, "x"));
+  SD35_RETURN_IF_ERROR(activation_operand(dev, y, op, "y"));
+  SD35_RETURN_IF_ERROR(check::same_shape(x, y, op));
+  SD35_RETURN_IF_ERROR(check::dense_rows(x, op, "x"));
+  return check::dense_rows(y, op, "y");
+}
+
+Status copy_dtypes(const Tensor& x, const Tensor& y, std::string_view op) {
+  if (x.dtype() == y.dtype()) return ok_status();
+  if (dtype_is_compute_float(x.dtype()) && dtype_is_compute_float(y.dtype())) return ok_status();
+  return unsupported(std::string(op) + ": cannot convert " + std::string(dtype_name(x.dtype())) +
+                     " to " + std::string(dtype_name(y.dtype())));
+}
+
+}  // namespace
+
+bool is_activation_dtype(DType t) {
+  return t == DType::kF32 || t == DType::kBF16 || t == DType::kF16;
+}
+
+Status layer_norm(Device dev, const Tensor& x, const Tensor* weight, const Tensor* bias, float eps,
+                  const Tensor& y) {
+  constexpr std::string_view op = "layer_norm";
+  SD35_RETURN_IF_ERROR(row_pair(dev, x, y, op));
+  SD35_RETURN_IF_ERROR(eps_ok(eps, op));
+  if (weight) SD35_RETURN_IF_ERROR(param_vector(dev, *weight, x.size(-1), op, "weight"));
+  if (bias) SD35_RETURN_IF_ERROR(param_vector(dev, *bias, x.size(-1), op, "bias"));
+  return ok_status();
+}
+
+Status rms_norm(Device dev, const Tensor& x, const Tensor* weight, float eps, const Tensor& y) {
+  constexpr std::string_view op = "rms_norm";
+  SD35_RETURN_IF_ERROR(row_pair(dev, x, y, op));
+  SD35_RETURN_IF_ERROR(eps_ok(eps, op));
+  if (weight) SD35_RETURN_IF_ERROR(param_vector(dev, *weight, x.size(-1), op, "weight"));
+  return ok_status();
+}
+
+Status group_norm(Device dev, const Tensor& x, int groups, const Tensor* weight, const Tensor* bias,
+                  float eps, const Tensor& y) {
+  constexpr std::string_view op = "group_norm";
+  SD35_RETURN_IF_ERROR(activation_operand(dev, x, op, "x"));
+  SD35_RETURN_IF_ERROR(activation_operand(dev, y, op, "y"));
+  SD35_RETURN_IF_ERROR(check::same_shape(x, y, op));
+  SD35_RETURN_IF_ERROR(eps_ok(eps, op));
+  if (x.ndim() < 2) {
+    return invalid_argument("group_norm: x must be [N, C, *spatial], got " + x.describe());
+  }
+  if (!x.is_contiguous() || !y.is_contiguous()) {
+    return invalid_argument("group_norm: x and y must be contiguous");
+  }
+  int64_t c = x.size(1);
+  if (groups <= 0 || c % groups != 0) {
+    return invalid_argument("group_norm: " + std::to_string(groups) + " groups do not divide " +
+                            std::to_string(c) + " channels");
+  }
+  if (weight) SD35_RETURN_IF_ERROR(param_vector(dev, *weight, c, op, "weight"));
+  if (bias) SD35_RETURN_IF_ERROR(param_vector(dev, *bias, c, op, "bias"));
+  return ok_status();
+}
+
+Status modulate(Device dev, const Tensor& x, const Tensor& shift, const Tensor& scale,
+                const Tensor& y) {
+  constexpr std::string_view op = "modulate";
+  SD35_RETURN_IF_ERROR(row_pair(dev, x, y, op));
+  if (x.ndim() != 3) return invalid_argument("modulate: x must be [B, L, D], got " + x.describe());
+  for (const Tensor* t : {&shift, &scale}) {
+    std::string_view what = t == &shift ? "shift" : "scale";
+    SD35_RETURN_IF_ERROR(activation_operand(dev, *t, op, what));
+    if (t->ndim() != 2 || t->size(0) != x.size(0) || t->size(1) != x.size(2)) {
+      return invalid_argument("modulate: " + std::string(what) + " must be [" +
+                              std::to_string(x.size(0)) + ", " + std::to_string(x.size(2)) +
+                              "], got " + t->describe());
+    }
+    SD35_RETURN_IF_ERROR(check::dense_rows(*t, op, what));
+  }
+  return ok_status();
+}
+
+Status activation(Device dev, const Tensor& x, Activation act, const Tensor& y) {
+  constexpr std::string_view op = "activation";
+  switch (act) {
+    case Activation::kNone:
+    case Activation::kGeluTanh:
+    case Activation::kGeluErf:
+    case Activation::kQuickGelu:
+    case Activation::kSilu: break;
+    default: return invalid_argument("activation: unknown activation " + std::to_string(int(act)));
+  }
+  return row_pair(dev, x, y, op);
+}
+
+Status softmax(Device dev, const Tensor& x, const Tensor& y) {
+  return row_pair(dev, x, y, "softmax");
+}
+
+Status upsample_nearest2x(Device dev, const Tensor& x, const Tensor& y) {
+  constexpr std::string_view op = "upsample_nearest2x";
+  SD35_RETURN_IF_ERROR(activation_operand(dev, x, op, "x"));
+  SD35_RETURN_IF_ERROR(activation_operand(dev, y, op, "y"));
+  if (x.ndim() != 4 || y.ndim() != 4 || y.size(0) != x.size(0) || y.size(1) != x.size(1) ||
+      y.size(2) != 2 * x.size(2) || y.size(3) != 2 * x.size(3)) {
+    return invalid_argument("upsample_nearest2x: x [N, C, H, W] needs y [N, C, 2H, 2W], got " +
+                            x.describe() + " -> " + y.describe());
+  }
+  SD35_RETURN_IF_ERROR(check::dense_rows(x, op, "x"));
+  return check::dense_rows(y, op, "y");
+}
+
+Status concat(Device dev, std::span<const Tensor> inputs, int axis, const Tensor& y,
+              int* axis_out) {
+  constexpr std::string_view op = "concat";
+  SD35_RETURN_IF_ERROR(check::on_device(y, dev, op));
+  SD35_RETURN_IF_ERROR(has_data(y, op, "y"));
+  if (inputs.empty()) return invalid_argument("concat: no inputs");
+  int nd = y.ndim();
+  int a = axis < 0 ? axis + nd : axis;
+  if (nd == 0 || a < 0 || a >= nd) {
+    return invalid_argument("concat: axis " + std::to_string(axis) + " out of range for " +
+                            y.describe());
+  }
+  int64_t total = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& t = inputs[i];
+    std::string what = "input " + std::to_string(i);
+    SD35_RETURN_IF_ERROR(check::on_device(t, dev, op));
+    SD35_RETURN_IF_ERROR(has_data(t, op, what));
+    SD35_RETURN_IF_ERROR(copy_dtypes(t, y, op));
+    bool shape_ok = t.ndim() == nd;
+    for (int d = 0; shape_ok && d < nd; ++d) shape_ok = d == a || t.size(d) == y.size(d);
+    if (!shape_ok) {
+      return invalid_argument("concat: " + what + " " + t.describe() + " does not match output " +
+                              y.describe() + " outside axis " + std::to_string(a));
+    }
+    total += t.size(a);
+  }
+  if (total != y.size(a)) {
+    return invalid_argument("concat: inputs sum to " + std::to_string(total) + " along axis " +
+                            std::to_string(a) + ", output has " + std::to_string(y.size(a)));
+  }
+  *axis_out = a;
+  return ok_status();
+}
+
+Status copy(Device dev, const Tensor& x, const Tensor& y) {
+  constexpr std::string_view op = "copy";
+  SD35_RETURN_IF_ERROR(check::on_device(x, dev, op));
+  SD35_RETURN_IF_ERROR(check::on_device(y, dev, op));
+  SD35_RETURN_IF_ERROR(has_data(x, op, "x"));
+  SD35_RETURN_IF_ERROR(has_data(y, op, "y"));
+  SD35_RETURN_IF_ERROR(check::same_shape(x, y, op));
+  return copy_dtypes(x, y, op);
+}
+
+}  // namespace sd35::validate
