@@ -6,7 +6,11 @@ sd35_add_test(test_core LABEL unit SOURCES
   tests/unit/test_arena.cpp
   tests/unit/test_thread_pool.cpp
 )
-include(cmake/tests_backend.cmake OPTIONAL)
 include(cmake/tests_weights.cmake OPTIONAL)
 include(cmake/tests_backend_ops.cmake OPTIONAL)
 include(cmake/tests_backend_linear.cmake OPTIONAL)
+
+# ISA-specific objects must not export weak symbols (see scripts/check_isa_objects.sh).
+add_test(NAME isa_objects_have_no_weak_symbols
+         COMMAND ${CMAKE_SOURCE_DIR}/scripts/check_isa_objects.sh $<TARGET_OBJECTS:sd35_engine>)
+set_tests_properties(isa_objects_have_no_weak_symbols PROPERTIES LABELS unit)

@@ -13,6 +13,15 @@ add_test(NAME cli_inspect_tiny_a
 set_tests_properties(cli_inspect_tiny_a PROPERTIES LABELS unit
                      PASS_REGULAR_EXPRESSION "depth 4, hidden 256")
 
+# The header-parser fuzz target under the portable mutation driver: runs with any compiler,
+# briefly in every test run (label fuzz). Longer runs: fuzz_safetensors_header_driver --seconds 600.
+add_executable(fuzz_safetensors_header_driver tests/fuzz/fuzz_safetensors_header.cpp
+                                              tests/fuzz/fuzz_driver_main.cpp)
+target_link_libraries(fuzz_safetensors_header_driver PRIVATE sd35_engine)
+add_test(NAME fuzz_safetensors_header_driver
+         COMMAND fuzz_safetensors_header_driver --seconds 10)
+set_tests_properties(fuzz_safetensors_header_driver PROPERTIES LABELS fuzz)
+
 # libFuzzer target for the header parser: clang only, label fuzz, a short run under ctest.
 if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
   add_executable(fuzz_safetensors_header tests/fuzz/fuzz_safetensors_header.cpp)

@@ -9,9 +9,14 @@
 
 #include "backend/cpu/attention_kernels.h"
 #include "core/float_convert.h"
+#include "backend/cpu/simd_avx2.h"
 
 namespace sd35::cpu::attn {
 namespace {
+
+using simd256::hmax;
+using simd256::hsum;
+using simd256::row_to_f32;
 
 constexpr int kR = 4;
 constexpr float kInf = __builtin_inff();
@@ -19,21 +24,6 @@ constexpr float kInf = __builtin_inff();
 static inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline float max_f32(float a, float b) { return a > b ? a : b; }
 
-static inline void row_to_f32(const void* src, DType t, int64_t n, float* dst, int64_t np) {
-  if (t == DType::kF32) {
-    if (n) std::memcpy(dst, src, size_t(n) * 4);
-  } else if (t == DType::kBF16) {
-    const uint16_t* s = static_cast<const uint16_t*>(src);
-    for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
-  } else {
-    const uint16_t* s = static_cast<const uint16_t*>(src);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
-    for (; i < n; ++i) dst[i] = f16_to_f32(s[i]);
-  }
-  for (int64_t i = n; i < np; ++i) dst[i] = 0.0f;
-}
 
 // 2^x for x <= 0, flushed to 2^-126 below -126 (the padded keys are zeroed separately).
 // Degree-6 Taylor polynomial on [-0.5, 0.5]: relative error < 2e-7.
@@ -52,18 +42,6 @@ static inline __m256 exp2_ps(__m256 x) {
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-static inline float hmax(__m256 v) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-  return _mm_cvtss_f32(m);
-}
-static inline float hsum(__m256 v) {
-  __m128 m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_add_ss(m, _mm_shuffle_ps(m, m, 1));
-  return _mm_cvtss_f32(m);
-}
 
 static inline void qk_tile(const float* q, int64_t dp, int64_t d, const float* k0, int64_t group,
                            float* s) {

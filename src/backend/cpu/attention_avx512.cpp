@@ -15,9 +15,14 @@
 
 #include "backend/cpu/attention_kernels.h"
 #include "core/float_convert.h"
+#include "backend/cpu/simd_avx512.h"
 
 namespace sd35::cpu::attn {
 namespace {
+
+using simd512::hmax;
+using simd512::hsum;
+using simd512::row_to_f32;
 
 constexpr int kR = 12;  // query rows per register tile
 constexpr float kInf = __builtin_inff();
@@ -35,26 +40,6 @@ static inline float load_f32(const void* p, DType t, int64_t i) {
 }
 
 // Row of n elements of dtype t to f32 or bf16, zero-padded to np.
-static inline void row_to_f32(const void* src, DType t, int64_t n, float* dst, int64_t np) {
-  if (t == DType::kF32) {
-    if (n) std::memcpy(dst, src, size_t(n) * 4);
-  } else if (t == DType::kBF16) {
-    const uint16_t* s = static_cast<const uint16_t*>(src);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-      __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i));
-      _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
-    }
-    for (; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
-  } else {
-    const uint16_t* s = static_cast<const uint16_t*>(src);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-      _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i))));
-    for (; i < n; ++i) dst[i] = f16_to_f32(s[i]);
-  }
-  for (int64_t i = n; i < np; ++i) dst[i] = 0.0f;
-}
 
 static inline void row_to_bf16(const void* src, DType t, int64_t n, uint16_t* dst, int64_t np) {
   if (t == DType::kBF16) {
@@ -79,23 +64,6 @@ static inline __m512 exp2_ps(__m512 x) {
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-1f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
   return _mm512_scalef_ps(p, n);
-}
-
-// Horizontal reductions by in-register shuffles (GCC 12's _mm512_reduce_* trip
-// -Wuninitialized through _mm256_undefined_pd).
-static inline float hmax(__m512 v) {
-  v = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
-  v = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
-  v = _mm512_max_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(1, 0, 3, 2)));
-  v = _mm512_max_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm512_cvtss_f32(v);
-}
-static inline float hsum(__m512 v) {
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
-  v = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(1, 0, 3, 2)));
-  v = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm512_cvtss_f32(v);
 }
 
 static inline __m512 bcast_pair(const uint16_t* p) {

@@ -3,9 +3,13 @@
 #include <immintrin.h>
 
 #include "backend/cpu/elementwise_kernels.h"
+#include "backend/cpu/simd_avx2.h"
 
 namespace sd35::cpu {
 namespace {
+
+using simd256::hmax;
+using simd256::hsum;
 
 constexpr int64_t kW = 8;
 
@@ -14,19 +18,7 @@ static inline __m256i tail_mask(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-static inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
-static inline float hmax(__m256 v) {
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // exp with Cody-Waite reduction and the Cephes expf polynomial (~1-2 ulp). 2^n is built in
 // the exponent field as 2^(n-1)·2 so that n = 128 (x up to 88.72) does not overflow the

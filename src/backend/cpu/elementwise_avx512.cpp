@@ -7,31 +7,17 @@
 #include <immintrin.h>
 
 #include "backend/cpu/elementwise_kernels.h"
+#include "backend/cpu/simd_avx512.h"
 
 namespace sd35::cpu {
 namespace {
 
+using simd512::hmax;
+using simd512::hsum;
+
 constexpr int64_t kW = 16;
 
 static inline __mmask16 tail_mask(int64_t n) { return __mmask16((1u << unsigned(n)) - 1u); }
-
-// Horizontal sum / max over the 16 lanes.
-static inline float hsum(__m512 v) {
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
-  __m128 s = _mm512_castps512_ps128(v);
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-static inline float hmax(__m512 v) {
-  v = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
-  v = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
-  __m128 s = _mm512_castps512_ps128(v);
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // exp with Cody-Waite reduction and the Cephes expf polynomial (~1-2 ulp on [-87, 88]).
 // scalef applies 2^n with correct overflow to inf and gradual underflow; the clamp only keeps
