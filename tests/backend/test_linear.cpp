@@ -284,6 +284,21 @@ TEST(Attention, Sweep) {
   for (const AttnCase& c : cases) run_attention_case(c, seed += 3);
 }
 
+// The MMDiT's sequence lengths: 4250 keys (154 context + 4096 image tokens at 1024²) run the
+// online softmax over many key blocks, whose running max and rescaling must stay exact; 4250
+// queries split into many query blocks and thread tasks. Kept to a few heads so the f64
+// reference stays fast.
+TEST(Attention, MMDiTSequenceLengths) {
+  const AttnCase cases[] = {
+      {1, 2, 64, 129, 4250, DType::kBF16, DType::kBF16},
+      {1, 1, 64, 33, 4250, DType::kF32, DType::kF32},
+      {1, 1, 64, 4250, 77, DType::kBF16, DType::kF32},
+      {2, 1, 64, 4250, 16, DType::kF32, DType::kBF16},
+  };
+  uint32_t seed = 900;
+  for (const AttnCase& c : cases) run_attention_case(c, seed += 3);
+}
+
 TEST(Attention, MixedDtypes) {
   // q f32 with bf16 k/v takes the f32 kernels at every ISA level.
   const int64_t B = 1, L = 70, H = 2, D = 64;
