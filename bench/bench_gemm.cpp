@@ -3,9 +3,8 @@
 // preferred blocked layout, no post-ops): the ratio shows what the in-place layout costs.
 //
 //   bench_gemm [--json] [--quick]
-#include <oneapi/dnnl/dnnl.hpp>
-
 #include <cstdio>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <string>
 #include <vector>
 
@@ -39,6 +38,14 @@ double peak_ms(int64_t m, int64_t k, int64_t n, memory::data_type dt, int reps) 
 }  // namespace
 
 int main(int argc, char** argv) {
+  int exit_code = 0;
+  if (bench::handle_usage(argc, argv, {"--json", "--quick"},
+                          "usage: bench_gemm [--json] [--quick]\n  GEMM at the MMDiT shapes (M = "
+                          "2048, 8192; K/N in 1536/4608/6144): ours vs the oneDNN peak.\n"
+                          "  --json   machine-readable output\n"
+                          "  --quick  fewer shapes\n",
+                          &exit_code))
+    return exit_code;
   const bool json = bench::has_flag(argc, argv, "--json");
   const bool quick = bench::has_flag(argc, argv, "--quick");
   cpu::CpuContext ctx(0);
@@ -46,7 +53,8 @@ int main(int argc, char** argv) {
     const char* name;
     int64_t k, n;
   };
-  const Shape shapes[] = {{"qkv", 1536, 4608}, {"proj", 1536, 1536}, {"fc1", 1536, 6144}, {"fc2", 6144, 1536}};
+  const Shape shapes[] = {
+      {"qkv", 1536, 4608}, {"proj", 1536, 1536}, {"fc1", 1536, 6144}, {"fc2", 6144, 1536}};
   struct Mode {
     const char* name;
     DType x, w;
@@ -80,15 +88,19 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "gemm failed: %s\n", st.to_string().c_str());
           return 1;
         }
-        double peak = peak_ms(m, k, n, md.x == DType::kF32 ? memory::data_type::f32 : memory::data_type::bf16, reps);
+        double peak = peak_ms(
+            m, k, n, md.x == DType::kF32 ? memory::data_type::f32 : memory::data_type::bf16, reps);
         const double gf = gflop / ours * 1e3, pgf = gflop / peak * 1e3;
         if (json) {
-          std::printf("%s  {\"layer\": \"%s\", \"m\": %ld, \"k\": %ld, \"n\": %ld, \"dtype\": \"%s\", \"ms\": %.3f, "
-                      "\"gflops\": %.1f, \"peak_gflops\": %.1f, \"ratio\": %.3f}",
-                      first ? "" : ",\n", sh.name, long(m), long(k), long(n), md.name, ours, gf, pgf, gf / pgf);
+          std::printf(
+              "%s  {\"layer\": \"%s\", \"m\": %ld, \"k\": %ld, \"n\": %ld, \"dtype\": \"%s\", "
+              "\"ms\": %.3f, "
+              "\"gflops\": %.1f, \"peak_gflops\": %.1f, \"ratio\": %.3f}",
+              first ? "" : ",\n", sh.name, long(m), long(k), long(n), md.name, ours, gf, pgf,
+              gf / pgf);
         } else {
-          std::printf("%-5s %6ld %5ld %5ld %-10s %9.2f %9.1f %10.1f %6.2f\n", sh.name, long(m), long(k), long(n),
-                      md.name, ours, gf, pgf, gf / pgf);
+          std::printf("%-5s %6ld %5ld %5ld %-10s %9.2f %9.1f %10.1f %6.2f\n", sh.name, long(m),
+                      long(k), long(n), md.name, ours, gf, pgf, gf / pgf);
         }
         std::fflush(stdout);
         first = false;
