@@ -8,6 +8,7 @@
 // better) whatever the storage type; results are rounded once on store.
 #pragma once
 
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
@@ -31,6 +32,15 @@ struct GemmParams {
   Activation activation = Activation::kNone;
   // y = accumulate ? y + act(x·Wᵀ + b) : act(x·Wᵀ + b).
   bool accumulate = false;
+};
+
+// y = clamp(x·scale + shift, lo, hi), elementwise with scalar parameters (latent
+// scale/shift, pixel range conversions, logvar clamping).
+struct AffineParams {
+  float scale = 1.0f;
+  float shift = 0.0f;
+  float lo = -std::numeric_limits<float>::infinity();
+  float hi = std::numeric_limits<float>::infinity();
 };
 
 struct Conv2dParams {
@@ -71,6 +81,17 @@ class Backend {
   // y = x·(1 + scale) + shift, broadcast over L. y may alias x.
   virtual Status modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
                           const Tensor& y) = 0;
+  // y = a + b with b broadcast against a: b's dims align with a's trailing dims, and a size-1
+  // or missing dim of b repeats (e.g. a pos_embed [1, L, D] added to x [B, L, D], a bias
+  // [C, 1, 1] to [N, C, H, W]). Any strides; y has a's shape and may alias a.
+  virtual Status add(const Tensor& a, const Tensor& b, const Tensor& y) = 0;
+  // out[b, l, :] = x[b, l, :] + gate[b, :] · h[b, l, :] — the gated residual of the MMDiT's
+  // joint blocks. x, h, out [B, L, D] with dense rows; gate [B, D] (a strided chunk of an
+  // adaLN output is fine). out may alias x.
+  virtual Status gated_add(const Tensor& x, const Tensor& gate, const Tensor& h,
+                           const Tensor& out) = 0;
+  // y = clamp(x·scale + shift, lo, hi); y may alias x.
+  virtual Status affine(const Tensor& x, const AffineParams& params, const Tensor& y) = 0;
   // Elementwise activation; y may alias x.
   virtual Status activation(const Tensor& x, Activation act, const Tensor& y) = 0;
   // Softmax over the last dim; y may alias x.

@@ -32,6 +32,16 @@ class CpuBackend final : public Backend {
                   const Tensor& y) override {
     return cpu::modulate(ctx_, x, shift, scale, y);
   }
+  Status add(const Tensor& a, const Tensor& b, const Tensor& y) override {
+    return cpu::add(ctx_, a, b, y);
+  }
+  Status gated_add(const Tensor& x, const Tensor& gate, const Tensor& h,
+                   const Tensor& out) override {
+    return cpu::gated_add(ctx_, x, gate, h, out);
+  }
+  Status affine(const Tensor& x, const AffineParams& p, const Tensor& y) override {
+    return cpu::affine(ctx_, x, p, y);
+  }
   Status activation(const Tensor& x, Activation act, const Tensor& y) override {
     return cpu::activation(ctx_, x, act, y);
   }

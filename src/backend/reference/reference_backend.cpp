@@ -32,6 +32,16 @@ class ReferenceBackend final : public Backend {
                   const Tensor& y) override {
     return ref::modulate(x, shift, scale, y);
   }
+  Status add(const Tensor& a, const Tensor& b, const Tensor& y) override {
+    return ref::add(a, b, y);
+  }
+  Status gated_add(const Tensor& x, const Tensor& gate, const Tensor& h,
+                   const Tensor& out) override {
+    return ref::gated_add(x, gate, h, out);
+  }
+  Status affine(const Tensor& x, const AffineParams& p, const Tensor& y) override {
+    return ref::affine(x, p, y);
+  }
   Status activation(const Tensor& x, Activation act, const Tensor& y) override {
     return ref::activation(x, act, y);
   }

@@ -24,6 +24,9 @@ Status group_norm(const Tensor& x, int groups, const Tensor* weight,
                   const Tensor* bias, float eps, const Tensor& y);
 Status modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
                 const Tensor& y);
+Status add(const Tensor& a, const Tensor& b, const Tensor& y);
+Status gated_add(const Tensor& x, const Tensor& gate, const Tensor& h, const Tensor& out);
+Status affine(const Tensor& x, const AffineParams& params, const Tensor& y);
 Status activation(const Tensor& x, Activation act, const Tensor& y);
 Status softmax(const Tensor& x, const Tensor& y);
 Status upsample_nearest2x(const Tensor& x, const Tensor& y);
