@@ -1,3 +1,6 @@
 # benchmarks (bench/)
 sd35_add_bench(bench_gemm bench/bench_gemm.cpp)
 sd35_add_bench(bench_attention bench/bench_attention.cpp)
+# Whole models on a full-size checkpoint (sd35 make-random-checkpoint): MMDiT forward, VAE
+# decode, load time, peak RSS.
+sd35_add_bench(bench_models bench/bench_models.cpp)

@@ -9,6 +9,9 @@ sd35_add_test(test_core LABEL unit SOURCES
 include(cmake/tests_weights.cmake OPTIONAL)
 include(cmake/tests_backend_ops.cmake OPTIONAL)
 include(cmake/tests_backend_linear.cmake OPTIONAL)
+include(cmake/tests_models_mmdit.cmake OPTIONAL)
+include(cmake/tests_models_vae.cmake OPTIONAL)
+include(cmake/tests_golden.cmake OPTIONAL)
 
 # ISA-specific objects must not export weak symbols (see scripts/check_isa_objects.sh).
 add_test(NAME isa_objects_have_no_weak_symbols

@@ -9,4 +9,9 @@ list(APPEND SD35_ENGINE_SOURCES
 list(APPEND SD35_CLI_SOURCES
   src/cli/main.cpp
   src/cli/inspect.cpp
+  src/cli/make_random_checkpoint.cpp
+  # sd35 golden: the framework, then one file per stage (each registers itself).
+  src/cli/golden.cpp
+  src/cli/golden_mmdit.cpp
+  src/cli/golden_vae.cpp
 )

@@ -119,6 +119,59 @@ Status modulate(Device dev, const Tensor& x, const Tensor& shift, const Tensor& 
   return ok_status();
 }
 
+Status add(Device dev, const Tensor& a, const Tensor& b, const Tensor& y) {
+  constexpr std::string_view op = "add";
+  SD35_RETURN_IF_ERROR(activation_operand(dev, a, op, "a"));
+  SD35_RETURN_IF_ERROR(activation_operand(dev, b, op, "b"));
+  SD35_RETURN_IF_ERROR(activation_operand(dev, y, op, "y"));
+  SD35_RETURN_IF_ERROR(check::same_shape(a, y, op));
+  // numpy/torch broadcasting, restricted to b expanding into a (y has a's shape).
+  bool ok = b.ndim() <= a.ndim();
+  for (int d = 0; ok && d < b.ndim(); ++d) {
+    int64_t bs = b.size(d), as = a.size(a.ndim() - b.ndim() + d);
+    ok = bs == as || bs == 1;
+  }
+  if (!ok) {
+    return invalid_argument("add: b " + b.describe() + " does not broadcast to a " + a.describe());
+  }
+  return ok_status();
+}
+
+Status gated_add(Device dev, const Tensor& x, const Tensor& gate, const Tensor& h,
+                 const Tensor& out) {
+  constexpr std::string_view op = "gated_add";
+  SD35_RETURN_IF_ERROR(row_pair(dev, x, out, op));
+  SD35_RETURN_IF_ERROR(activation_operand(dev, h, op, "h"));
+  SD35_RETURN_IF_ERROR(check::same_shape(x, h, op));
+  SD35_RETURN_IF_ERROR(check::dense_rows(h, op, "h"));
+  if (x.ndim() != 3) {
+    return invalid_argument("gated_add: x must be [B, L, D], got " + x.describe());
+  }
+  SD35_RETURN_IF_ERROR(activation_operand(dev, gate, op, "gate"));
+  if (gate.ndim() != 2 || gate.size(0) != x.size(0) || gate.size(1) != x.size(2)) {
+    return invalid_argument("gated_add: gate must be [" + std::to_string(x.size(0)) + ", " +
+                            std::to_string(x.size(2)) + "], got " + gate.describe());
+  }
+  return check::dense_rows(gate, op, "gate");
+}
+
+Status affine(Device dev, const Tensor& x, const AffineParams& params, const Tensor& y) {
+  constexpr std::string_view op = "affine";
+  SD35_RETURN_IF_ERROR(activation_operand(dev, x, op, "x"));
+  SD35_RETURN_IF_ERROR(activation_operand(dev, y, op, "y"));
+  SD35_RETURN_IF_ERROR(check::same_shape(x, y, op));
+  if (!std::isfinite(params.scale) || !std::isfinite(params.shift)) {
+    return invalid_argument("affine: scale and shift must be finite, got " +
+                            std::to_string(params.scale) + ", " + std::to_string(params.shift));
+  }
+  // !(lo <= hi) also rejects a NaN bound.
+  if (!(params.lo <= params.hi)) {
+    return invalid_argument("affine: need lo <= hi (and neither NaN), got [" +
+                            std::to_string(params.lo) + ", " + std::to_string(params.hi) + "]");
+  }
+  return ok_status();
+}
+
 Status activation(Device dev, const Tensor& x, Activation act, const Tensor& y) {
   constexpr std::string_view op = "activation";
   switch (act) {

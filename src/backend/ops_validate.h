@@ -24,6 +24,17 @@ Status group_norm(Device dev, const Tensor& x, int groups, const Tensor* weight,
 // x, y [B, L, D] dense rows; shift, scale [B, D] dense rows (any row stride).
 Status modulate(Device dev, const Tensor& x, const Tensor& shift, const Tensor& scale,
                 const Tensor& y);
+// a, y: same shape, activation dtypes, any strides; b: activation dtype (independent of a's),
+// b.ndim <= a.ndim, each of b's dims (aligned to a's trailing dims) equal to a's or 1, any
+// strides. y may alias a (the same view); nothing else may overlap y.
+Status add(Device dev, const Tensor& a, const Tensor& b, const Tensor& y);
+// x, h, out [B, L, D]: same shape, activation dtypes, dense rows; gate [B, D] activation
+// dtype, dense rows (any row stride, e.g. a chunk of [B, 6·D]). out may alias x.
+Status gated_add(Device dev, const Tensor& x, const Tensor& gate, const Tensor& h,
+                 const Tensor& out);
+// x, y: same shape, activation dtypes, any strides; scale and shift finite; lo <= hi, neither
+// NaN (infinite bounds mean no clamp on that side).
+Status affine(Device dev, const Tensor& x, const AffineParams& params, const Tensor& y);
 // x, y: same shape, activation dtypes, dense rows.
 Status activation(Device dev, const Tensor& x, Activation act, const Tensor& y);
 Status softmax(Device dev, const Tensor& x, const Tensor& y);

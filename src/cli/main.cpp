@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int exit_code = 0;
   sd35::cli::register_inspect(app, exit_code);
+  sd35::cli::register_golden(app, exit_code);
+  sd35::cli::register_make_random_checkpoint(app, exit_code);
   try {
     CLI11_PARSE(app, argc, argv);
   } catch (const std::exception& e) {

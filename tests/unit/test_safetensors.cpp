@@ -88,7 +88,9 @@ TEST(Safetensors, RoundTrip) {
     EXPECT_EQ(v.shape(), ts[i].second.shape());
     size_t n = size_t(v.numel()) * v.element_size();
     EXPECT_EQ(info->nbytes, n);
-    if (n) EXPECT_EQ(std::memcmp(v.data(), ts[i].second.data(), n), 0) << ts[i].first;
+    if (n) {
+      EXPECT_EQ(std::memcmp(v.data(), ts[i].second.data(), n), 0) << ts[i].first;
+    }
   }
   EXPECT_EQ(file.metadata().at("format"), "pt");
   EXPECT_EQ(file.metadata().at("sd35.note"), "x");
@@ -140,7 +142,9 @@ TEST(Safetensors, TruncatedAtEveryLength) {
     std::string cut = full.substr(0, len);
     auto r = parse(cut);
     EXPECT_FALSE(r.ok()) << "length " << len;
-    if (!r.ok()) EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << len;
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << len;
+    }
   }
   // And through the file system, at a few lengths.
   for (size_t len : {size_t(0), size_t(7), size_t(8), size_t(20), full.size() - 1}) {

@@ -18,8 +18,6 @@ static inline __m256i tail_mask(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-
-
 // exp with Cody-Waite reduction and the Cephes expf polynomial (~1-2 ulp). 2^n is built in
 // the exponent field as 2^(n-1)·2 so that n = 128 (x up to 88.72) does not overflow the
 // field; results below FLT_MIN (x < -87.34, and n = -126) flush to 0, a negligible absolute
@@ -229,9 +227,60 @@ void scale(float* y, int64_t n, float s) {
   map(y, n, y, [&](__m256 v, int64_t, __m256i) { return _mm256_mul_ps(v, vs); });
 }
 
+// The binary / ternary maps are unrolled by two vectors: they are memory-bound, and two
+// independent load-compute-store chains per iteration keep more loads in flight.
+void add(const float* a, const float* b, int64_t n, float* y) {
+  int64_t i = 0;
+  for (; i + 2 * kW <= n; i += 2 * kW) {
+    __m256 v0 = _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+    __m256 v1 = _mm256_add_ps(_mm256_loadu_ps(a + i + kW), _mm256_loadu_ps(b + i + kW));
+    _mm256_storeu_ps(y + i, v0);
+    _mm256_storeu_ps(y + i + kW, v1);
+  }
+  for (; i + kW <= n; i += kW)
+    _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+  if (i < n) {
+    __m256i k = tail_mask(n - i);
+    _mm256_maskstore_ps(y + i, k,
+                        _mm256_add_ps(_mm256_maskload_ps(a + i, k), _mm256_maskload_ps(b + i, k)));
+  }
+}
+
+void gated_add(const float* x, const float* g, const float* h, int64_t n, float* y) {
+  int64_t i = 0;
+  for (; i + 2 * kW <= n; i += 2 * kW) {
+    __m256 v0 =
+        _mm256_fmadd_ps(_mm256_loadu_ps(g + i), _mm256_loadu_ps(h + i), _mm256_loadu_ps(x + i));
+    __m256 v1 = _mm256_fmadd_ps(_mm256_loadu_ps(g + i + kW), _mm256_loadu_ps(h + i + kW),
+                                _mm256_loadu_ps(x + i + kW));
+    _mm256_storeu_ps(y + i, v0);
+    _mm256_storeu_ps(y + i + kW, v1);
+  }
+  for (; i + kW <= n; i += kW) {
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_loadu_ps(g + i), _mm256_loadu_ps(h + i),
+                                            _mm256_loadu_ps(x + i)));
+  }
+  if (i < n) {
+    __m256i k = tail_mask(n - i);
+    _mm256_maskstore_ps(y + i, k,
+                        _mm256_fmadd_ps(_mm256_maskload_ps(g + i, k), _mm256_maskload_ps(h + i, k),
+                                        _mm256_maskload_ps(x + i, k)));
+  }
+}
+
+void affine(const float* x, int64_t n, float scale, float shift, float lo, float hi, float* y) {
+  const __m256 vs = _mm256_set1_ps(scale), vb = _mm256_set1_ps(shift);
+  const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  // max/min return the second operand when either is NaN: v second keeps NaN.
+  map(x, n, y, [&](__m256 v, int64_t, __m256i) {
+    return _mm256_min_ps(vhi, _mm256_max_ps(vlo, _mm256_fmadd_ps(v, vs, vb)));
+  });
+}
+
 }  // namespace
 
 const RowKernels kRowKernelsAvx2 = {sum,      sum_sq_dev, sum_sq, normalize,   center_scale_shift,
-                                    modulate, activation, max,    exp_sub_sum, scale};
+                                    modulate, activation, max,    exp_sub_sum, scale,
+                                    add,      gated_add,  affine};
 
 }  // namespace sd35::cpu

@@ -219,9 +219,55 @@ void scale(float* y, int64_t n, float s) {
   map(y, n, y, [&](__m512 v, int64_t, __mmask16) { return _mm512_mul_ps(v, vs); });
 }
 
+// The binary / ternary maps are unrolled by two vectors: they are memory-bound, and two
+// independent load-compute-store chains per iteration keep more loads in flight.
+void add(const float* a, const float* b, int64_t n, float* y) {
+  int64_t i = 0;
+  for (; i + 2 * kW <= n; i += 2 * kW) {
+    __m512 v0 = _mm512_add_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+    __m512 v1 = _mm512_add_ps(_mm512_loadu_ps(a + i + kW), _mm512_loadu_ps(b + i + kW));
+    _mm512_storeu_ps(y + i, v0);
+    _mm512_storeu_ps(y + i + kW, v1);
+  }
+  for (; i < n; i += kW) {
+    __mmask16 k = n - i >= kW ? __mmask16(0xFFFF) : tail_mask(n - i);
+    _mm512_mask_storeu_ps(
+        y + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, a + i), _mm512_maskz_loadu_ps(k, b + i)));
+  }
+}
+
+void gated_add(const float* x, const float* g, const float* h, int64_t n, float* y) {
+  int64_t i = 0;
+  for (; i + 2 * kW <= n; i += 2 * kW) {
+    __m512 v0 =
+        _mm512_fmadd_ps(_mm512_loadu_ps(g + i), _mm512_loadu_ps(h + i), _mm512_loadu_ps(x + i));
+    __m512 v1 = _mm512_fmadd_ps(_mm512_loadu_ps(g + i + kW), _mm512_loadu_ps(h + i + kW),
+                                _mm512_loadu_ps(x + i + kW));
+    _mm512_storeu_ps(y + i, v0);
+    _mm512_storeu_ps(y + i + kW, v1);
+  }
+  for (; i < n; i += kW) {
+    __mmask16 k = n - i >= kW ? __mmask16(0xFFFF) : tail_mask(n - i);
+    _mm512_mask_storeu_ps(
+        y + i, k,
+        _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, g + i), _mm512_maskz_loadu_ps(k, h + i),
+                        _mm512_maskz_loadu_ps(k, x + i)));
+  }
+}
+
+void affine(const float* x, int64_t n, float scale, float shift, float lo, float hi, float* y) {
+  const __m512 vs = _mm512_set1_ps(scale), vb = _mm512_set1_ps(shift);
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  // max/min return the second operand when either is NaN: v second keeps NaN.
+  map(x, n, y, [&](__m512 v, int64_t, __mmask16) {
+    return _mm512_min_ps(vhi, _mm512_max_ps(vlo, _mm512_fmadd_ps(v, vs, vb)));
+  });
+}
+
 }  // namespace
 
 const RowKernels kRowKernelsAvx512 = {sum,      sum_sq_dev, sum_sq, normalize,   center_scale_shift,
-                                      modulate, activation, max,    exp_sub_sum, scale};
+                                      modulate, activation, max,    exp_sub_sum, scale,
+                                      add,      gated_add,  affine};
 
 }  // namespace sd35::cpu

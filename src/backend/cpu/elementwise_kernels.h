@@ -43,6 +43,13 @@ struct RowKernels {
   float (*exp_sub_sum)(const float* x, int64_t n, float m, float* y);
   // y *= s.
   void (*scale)(float* y, int64_t n, float s);
+  // y = a + b. y may equal a or b.
+  void (*add)(const float* a, const float* b, int64_t n, float* y);
+  // y = x + g·h as one fma (the gated residual). y may equal x or h.
+  void (*gated_add)(const float* x, const float* g, const float* h, int64_t n, float* y);
+  // y = min(hi, max(lo, x·scale + shift)) with one fma; NaN propagates (neither bound may be
+  // NaN; infinite bounds clamp nothing). y may equal x. With scale 1 it is an exact x + shift.
+  void (*affine)(const float* x, int64_t n, float scale, float shift, float lo, float hi, float* y);
 };
 
 extern const RowKernels kRowKernelsScalar;

@@ -101,9 +101,28 @@ void scale(float* y, int64_t n, float s) {
   for (int64_t i = 0; i < n; ++i) y[i] *= s;
 }
 
+void add(const float* a, const float* b, int64_t n, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+}
+
+void gated_add(const float* x, const float* g, const float* h, int64_t n, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::fma(g[i], h[i], x[i]);
+}
+
+// v < lo ? lo : v keeps a NaN v (the comparisons are false), like the vector max/min with v
+// as the second operand.
+void affine(const float* x, int64_t n, float scale, float shift, float lo, float hi, float* y) {
+  for (int64_t i = 0; i < n; ++i) {
+    float v = std::fma(x[i], scale, shift);
+    v = v < lo ? lo : v;
+    y[i] = v > hi ? hi : v;
+  }
+}
+
 }  // namespace
 
 const RowKernels kRowKernelsScalar = {sum,      sum_sq_dev, sum_sq, normalize,   center_scale_shift,
-                                      modulate, activation, max,    exp_sub_sum, scale};
+                                      modulate, activation, max,    exp_sub_sum, scale,
+                                      add,      gated_add,  affine};
 
 }  // namespace sd35::cpu

@@ -34,12 +34,19 @@ class VAE {
   ~VAE();
 
   const VAEConfig& config() const;
+  // Image pixels per latent pixel: 2^(levels - 1), 8 for SD3 (the 8 in the shapes below).
+  int scale_factor() const;
+  bool has_encoder() const;
+  bool has_decoder() const;
 
   // latent [B, z, h, w] f32 in VAE space -> image [B, 3, 8h, 8w] f32, the raw decoder output
   // (about [-1, 1], not clamped).
   Status decode(Backend& backend, Arena& arena, const Tensor& latent, const Tensor& image,
                 const VAEOptions& options = {}) const;
-  // Same result computed tile by tile, so memory is bounded by the tile size.
+  // decode() tile by tile (overlapping tiles blended with linear ramps), so memory is
+  // bounded by the tile size. Not equal to decode() unless one tile covers the latent (then
+  // it is decode()): a tile sees less context than the whole image (global mid attention).
+  // Errors: tile_latent < 1, overlap_latent < 0 or >= tile_latent, and decode()'s.
   Status decode_tiled(Backend& backend, Arena& arena, const Tensor& latent, const Tensor& image,
                       const VAETileOptions& tiles, const VAEOptions& options = {}) const;
   // pixels [B, 3, H, W] f32 in [-1, 1] (H, W multiples of 8) -> mean [B, z, H/8, W/8] and,

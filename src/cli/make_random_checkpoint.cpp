@@ -1,0 +1,304 @@
+// `sd35 make-random-checkpoint`: a random-weight checkpoint with the real SAI single-file key
+// names ("model.diffusion_model.*", "first_stage_model.*") and the SD3.5 Medium shapes, for
+// benchmarks and memory measurements without the 5 GB download.
+//
+// The tensor list comes from the same spec tables the loader validates against
+// (mmdit_weight_specs / vae_weight_specs), so the file always loads. Values are chosen so that
+// forwards stay O(1) in bf16/f16: linear and conv weights uniform with std 1/sqrt(fan_in)
+// (unit gain; the real model's 0.02-ish scale for D = 1536), norm weights 1, biases 0, and the
+// pos_embed the real 2-D sincos table. The file (~5.1 GB at depth 24 with the VAE) is written
+// streaming: the header first, then each tensor in blocks generated in parallel, so memory stays
+// at ~200 MB (32 blocks of 4 MB in flight). Each block is seeded from (seed, tensor, block), so the
+// bytes do not depend on the thread count.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "core/convert.h"
+#include "core/thread_pool.h"
+#include "io/safetensors.h"
+#include "weights/model_configs.h"
+#include "weights/weight_specs.h"
+
+namespace sd35::cli {
+namespace {
+
+struct RandomCheckpointOptions {
+  std::string out;
+  std::string dtype = "bf16";
+  int depth = 24;
+  uint64_t seed = 0;
+  bool with_vae = false;
+  int threads = 0;
+};
+
+// SD3.5 Medium (SPEC-model.md §1, fixtures README table); depth scales hidden = 64·depth and
+// the head count as both references do, so --depth 2 gives a small file with the real key set.
+MMDiTConfig medium_mmdit(int depth) {
+  MMDiTConfig c;
+  c.depth = depth;
+  c.hidden = 64 * depth;
+  c.heads = depth;
+  c.head_dim = 64;
+  c.patch_size = 2;
+  c.in_channels = 16;
+  c.out_channels = 16;
+  c.pos_embed_max_size = 384;
+  c.adm_in_channels = 2048;
+  c.context_dim = 4096;
+  c.mlp_hidden = 4 * c.hidden;
+  c.freq_dim = 256;
+  for (int i = 0; i <= 12 && i < depth; ++i) c.x_block_self_attn_layers.push_back(i);
+  c.qk_norm = QKNorm::kRMS;
+  return c;
+}
+
+VAEConfig medium_vae() {
+  VAEConfig v;
+  v.ch = 128;
+  v.ch_mult = {1, 2, 4, 4};
+  v.num_res_blocks = 2;
+  v.z_channels = 16;
+  v.image_channels = 3;
+  v.has_encoder = true;
+  v.has_decoder = true;
+  return v;
+}
+
+enum class Init { kUniform, kOnes, kZeros, kSinCos };
+
+struct Entry {
+  std::string key;
+  Shape shape;
+  Init init = Init::kUniform;
+  float half_width = 0;  // kUniform: U(-a, a) has std a/sqrt(3)
+  uint64_t offset = 0;   // in the data section
+  uint64_t nbytes = 0;
+};
+
+void add_specs(std::vector<Entry>& out, const WeightSpecs& specs, const std::string& prefix) {
+  for (const WeightSpec& s : specs) {
+    if (s.field.empty() || s.any_shape) continue;  // markers the loader merely tolerates
+    Entry e{prefix + s.canonical, s.shape};
+    const bool bias =
+        s.canonical.size() > 5 && s.canonical.compare(s.canonical.size() - 5, 5, ".bias") == 0;
+    if (s.canonical == "pos_embed")
+      e.init = Init::kSinCos;
+    else if (bias)
+      e.init = Init::kZeros;
+    else if (s.shape.ndim() == 1)
+      e.init = Init::kOnes;  // LayerNorm/RMSNorm/GroupNorm weights
+    else {
+      int64_t fan_in = 1;
+      for (int d = 1; d < s.shape.ndim(); ++d) fan_in *= s.shape[d];
+      e.half_width = float(std::sqrt(3.0 / double(std::max<int64_t>(fan_in, 1))));
+    }
+    out.push_back(std::move(e));
+  }
+}
+
+uint64_t splitmix64(uint64_t& x) {
+  uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// get_2d_sincos_pos_embed(D, P) of the references, factored: position m = r·P + c of the P×P
+// grid; the first D/2 features embed c, the last D/2 embed r, each as [sin(pos·ω_k),
+// cos(pos·ω_k)], ω_k = 10000^(-k/(D/4)), k < D/4 (computed in double as numpy does). The 1-D
+// table [pos][D/2] is all the 2-D one needs (P·D/2 values instead of P²·D sin/cos calls).
+std::vector<float> sincos_table(const Entry& e) {
+  const int64_t D = e.shape.back(), half = D / 2, quarter = D / 4;
+  const int64_t P = std::llround(std::sqrt(double(e.shape[e.shape.ndim() - 2])));
+  std::vector<float> t(size_t(P * half));
+  for (int64_t pos = 0; pos < P; ++pos)
+    for (int64_t k = 0; k < quarter; ++k) {
+      const double omega = 1.0 / std::pow(10000.0, double(k) / double(quarter));
+      t[size_t(pos * half + k)] = float(std::sin(double(pos) * omega));
+      t[size_t(pos * half + quarter + k)] = float(std::cos(double(pos) * omega));
+    }
+  return t;
+}
+
+// Values of elements [begin, begin + n) of `e` (flat, row-major) into dst.
+void fill_block(const Entry& e, uint64_t seed, uint64_t tensor_index, int64_t begin, int64_t n,
+                const std::vector<float>& sincos, float* dst) {
+  switch (e.init) {
+    case Init::kZeros: std::fill(dst, dst + n, 0.0f); return;
+    case Init::kOnes: std::fill(dst, dst + n, 1.0f); return;
+    case Init::kUniform: {
+      uint64_t sm =
+          seed ^ (tensor_index * 0xD1B54A32D192ED03ull) ^ (uint64_t(begin) * 0x8CB92BA72F3D8DD7ull);
+      uint64_t s = splitmix64(sm) | 1;  // xorshift64* state must be non-zero
+      const float scale = 2.0f * e.half_width / float(1u << 24);
+      int64_t i = 0;
+      for (; i + 1 < n; i += 2) {
+        s ^= s >> 12, s ^= s << 25, s ^= s >> 27;
+        const uint64_t r = s * 0x2545F4914F6CDD1Dull;
+        // Two 24-bit uniforms per draw, centred: exact in f32.
+        dst[i] = float(int64_t(r >> 40) - (1 << 23)) * scale;
+        dst[i + 1] = float(int64_t((r >> 16) & 0xFFFFFF) - (1 << 23)) * scale;
+      }
+      if (i < n) {
+        s ^= s >> 12, s ^= s << 25, s ^= s >> 27;
+        dst[i] = float(int64_t((s * 0x2545F4914F6CDD1Dull) >> 40) - (1 << 23)) * scale;
+      }
+      return;
+    }
+    case Init::kSinCos: {
+      // Element (m, d) of the [1, P·P, D] table is sincos[pos(m, d)·(D/2) + d mod (D/2)].
+      const int64_t D = e.shape.back(), half = D / 2;
+      const int64_t P = std::llround(std::sqrt(double(e.shape[e.shape.ndim() - 2])));
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t flat = begin + i, m = flat / D, d = flat % D;
+        // The first D/2 features embed the column (np.meshgrid(w, h) puts w first).
+        const int64_t pos = d < half ? m % P : m / P;
+        dst[i] = sincos[size_t(pos * half + (d < half ? d : d - half))];
+      }
+      return;
+    }
+  }
+}
+
+std::string human(double bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, bytes >= 1e9 ? "%.2f GB" : "%.1f MB",
+                bytes >= 1e9 ? bytes / 1e9 : bytes / 1e6);
+  return buf;
+}
+
+Status write_random_checkpoint(const RandomCheckpointOptions& opt) {
+  DType dtype;
+  if (opt.dtype == "bf16")
+    dtype = DType::kBF16;
+  else if (opt.dtype == "f16" || opt.dtype == "fp16")
+    dtype = DType::kF16;
+  else
+    return invalid_argument("--dtype must be bf16 or f16, not '" + opt.dtype + "'");
+  if (opt.depth < 1 || opt.depth > 64) return invalid_argument("--depth must be in 1..64");
+
+  std::vector<Entry> entries;
+  add_specs(entries, mmdit_weight_specs(medium_mmdit(opt.depth)), "model.diffusion_model.");
+  if (opt.with_vae) add_specs(entries, vae_weight_specs(medium_vae()), "first_stage_model.");
+
+  // Header: same layout rules as write_safetensors (8-byte length, JSON, space padding to a
+  // multiple of 8 so every tensor is aligned for its dtype).
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  header["__metadata__"] = {{"format", "pt"},
+                            {"sd35.generator", "sd35 make-random-checkpoint"},
+                            {"sd35.seed", std::to_string(opt.seed)},
+                            {"sd35.note", "random weights, SD3.5 Medium key names and shapes"}};
+  uint64_t offset = 0;
+  for (Entry& e : entries) {
+    SD35_ASSIGN_OR_RETURN(size_t nb, checked_nbytes(e.shape, dtype));
+    e.offset = offset;
+    e.nbytes = nb;
+    offset += nb;
+    nlohmann::ordered_json j;
+    j["dtype"] = std::string(dtype_to_safetensors(dtype));
+    j["shape"] = nlohmann::ordered_json::array();
+    for (int64_t d : e.shape) j["shape"].push_back(d);
+    j["data_offsets"] = {e.offset, e.offset + e.nbytes};
+    header[e.key] = std::move(j);
+  }
+  std::string text = header.dump();
+  while ((8 + text.size()) % 8 != 0) text.push_back(' ');
+
+  const std::string tmp = opt.out + ".tmp." + std::to_string(::getpid());
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) return io_error(tmp + ": " + std::strerror(errno));
+  auto fail = [&](const std::string& what) {
+    std::fclose(f);
+    std::remove(tmp.c_str());
+    return io_error(tmp + ": " + what);
+  };
+  char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = char((uint64_t(text.size()) >> (8 * i)) & 0xFF);
+  if (std::fwrite(len, 1, 8, f) != 8 || std::fwrite(text.data(), 1, text.size(), f) != text.size())
+    return fail("write failed");
+
+  ThreadPool pool(opt.threads);
+  constexpr int64_t kBlock = int64_t(1) << 20;  // elements per independently seeded block
+  constexpr int64_t kBatchBlocks = 32;          // blocks generated per write (64 MB in bf16)
+  const size_t esize = dtype_size(dtype);
+  std::vector<uint8_t> out(size_t(kBlock * kBatchBlocks) * esize);
+  std::vector<std::vector<float>> scratch(size_t(kBatchBlocks),
+                                          std::vector<float>(static_cast<size_t>(kBlock)));
+  const auto t0 = std::chrono::steady_clock::now();
+  uint64_t written = 0, next_report = offset / 10;
+  for (size_t ti = 0; ti < entries.size(); ++ti) {
+    const Entry& e = entries[ti];
+    const int64_t numel = e.shape.numel();
+    const std::vector<float> sincos =
+        e.init == Init::kSinCos ? sincos_table(e) : std::vector<float>();
+    for (int64_t first = 0; first < numel; first += kBlock * kBatchBlocks) {
+      const int64_t blocks = std::min(kBatchBlocks, (numel - first + kBlock - 1) / kBlock);
+      pool.parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t begin = first + b * kBlock, n = std::min(kBlock, numel - begin);
+          float* buf = scratch[size_t(b)].data();
+          fill_block(e, opt.seed, ti, begin, n, sincos, buf);
+          convert_from_f32(buf, out.data() + size_t(b * kBlock) * esize, dtype, n);
+        }
+      });
+      const size_t bytes = size_t(std::min(numel - first, kBlock * kBatchBlocks)) * esize;
+      if (std::fwrite(out.data(), 1, bytes, f) != bytes) return fail("write failed (disk full?)");
+      written += bytes;
+      if (written >= next_report && offset > (uint64_t(1) << 30)) {
+        std::fprintf(stderr, "  %3.0f%% (%s)\n", 100.0 * double(written) / double(offset),
+                     human(double(written)).c_str());
+        next_report += offset / 10;
+      }
+    }
+  }
+  if (std::fflush(f) != 0) return fail("write failed");
+  if (std::fclose(f) != 0) {
+    std::remove(tmp.c_str());
+    return io_error(tmp + ": close failed");
+  }
+  if (std::rename(tmp.c_str(), opt.out.c_str()) != 0) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    return io_error(opt.out + ": rename failed: " + std::strerror(err));
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("wrote %s: %zu tensors, %s (%s data), depth %d, %s%s, %.1f s (%.2f GB/s)\n",
+              opt.out.c_str(), entries.size(), human(double(8 + text.size() + offset)).c_str(),
+              opt.dtype.c_str(), opt.depth, "MMDiT", opt.with_vae ? " + VAE" : "", s,
+              double(offset) / 1e9 / std::max(s, 1e-9));
+  return ok_status();
+}
+
+}  // namespace
+
+void register_make_random_checkpoint(CLI::App& app, int& exit_code) {
+  auto opt = std::make_shared<RandomCheckpointOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "make-random-checkpoint",
+      "Write a random-weight checkpoint with the SD3.5 Medium key names and shapes (benchmarks)");
+  cmd->add_option("out", opt->out, "output .safetensors file")->required();
+  cmd->add_option("--dtype", opt->dtype, "bf16 (default) or f16");
+  cmd->add_option("--depth", opt->depth,
+                  "joint blocks (24 = SD3.5 Medium; hidden = 64·depth; smaller for tests)");
+  cmd->add_option("--seed", opt->seed, "random seed (default 0)");
+  cmd->add_flag("--with-vae", opt->with_vae, "also write the VAE (first_stage_model.*)");
+  cmd->add_option("--threads", opt->threads, "generator threads (default: all)");
+  cmd->callback([opt, &exit_code] {
+    Status st = write_random_checkpoint(*opt);
+    if (!st.ok())
+      std::fprintf(stderr, "sd35 make-random-checkpoint: error: %s\n", st.to_string().c_str());
+    exit_code = st.ok() ? 0 : 1;
+  });
+}
+
+}  // namespace sd35::cli
