@@ -3,6 +3,7 @@
 // independence, the bf16 mode, skip layers, odd sizes, batching and input validation.
 // Cases and dimensions are discovered from the golden file, never assumed.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -450,6 +451,110 @@ TEST(MMDiTFlops, MatchesSpecTable) {
   EXPECT_NEAR(MMDiT::forward_flops(m, 1, 128, 128, 154) / 1e9, 10780, 10780 * 0.01);
   EXPECT_NEAR(MMDiT::forward_flops(m, 2, 128, 128, 154) / MMDiT::forward_flops(m, 1, 128, 128, 154),
               2.0, 1e-12);
+}
+
+}  // namespace
+}  // namespace sd35
+
+namespace sd35 {
+namespace {
+
+// The same code runs the other MMDiT variants: SD3 Medium (no q/k norm, no dual-attention
+// blocks) and SAI's LayerNorm q/k norm. No golden exists for them, so the model is derived
+// from tiny-a's tensors (dual blocks lose attn2 and the last three adaLN chunks; the q/k norm
+// tensors are dropped or given a bias) and the CPU backend is checked against the reference
+// backend, whose kernels are plain loops. Tolerance: both compute in f32 from the same bf16
+// weights; they differ by summation order only (the goldens' abs 2e-4 + rel 1e-4 as well).
+enum class Variant { kSd3Medium, kLayerNormQK };
+
+std::string write_variant(Variant v, const fs::path& dir) {
+  auto src = SafetensorsFile::open((kTinyA / "model.safetensors").string());
+  EXPECT_TRUE(src.ok());
+  const std::string pre = "model.diffusion_model.";
+  auto contains = [](const std::string& s, const char* part) {
+    return s.find(part) != std::string::npos;
+  };
+  // Dual-attention blocks, by their "...joint_blocks.N.x_block." prefix.
+  std::set<std::string> dual_blocks;
+  for (const std::string& name : (*src)->names())
+    if (contains(name, ".x_block.attn2."))
+      dual_blocks.insert(name.substr(0, name.find(".x_block.") + 9));
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const std::string& name : (*src)->names()) {
+    if (name.rfind(pre, 0) != 0) continue;  // MMDiT tensors only
+    Tensor t = *(*src)->tensor(name);
+    const bool qk_norm = contains(name, ".ln_q.") || contains(name, ".ln_k.");
+    if (v == Variant::kSd3Medium) {
+      if (qk_norm || contains(name, ".attn2.")) continue;
+      const bool dual = dual_blocks.count(name.substr(0, name.find(".x_block.") + 9)) > 0;
+      if (dual && contains(name, "x_block.adaLN_modulation.1.")) {
+        // A dual block's 9 chunks (weight [9D, D], bias [9D]) -> the first 6, which are a
+        // plain block's chunks in the same order.
+        t = t.slice(0, 0, t.size(0) / 9 * 6);
+      }
+    }
+    out.emplace_back(name, t);
+    if (v == Variant::kLayerNormQK && qk_norm && contains(name, ".weight")) {
+      // SAI's "ln" q/k norm: LayerNorm(head_dim) with weight and bias.
+      Tensor b = *Tensor::zeros(t.shape(), t.dtype());
+      for (int64_t i = 0; i < b.numel(); ++i)
+        store_from_f32(b.data(), b.dtype(), i, 0.01f * float(i % 7) - 0.03f);
+      out.emplace_back(name.substr(0, name.size() - 6) + "bias", b);
+    }
+  }
+  std::string path = (dir / "variant.safetensors").string();
+  Status s = write_safetensors(path, out);
+  EXPECT_TRUE(s.ok()) << s.to_string();
+  return path;
+}
+
+void check_variant(Variant v, QKNorm expect_qk, bool expect_dual) {
+  fs::path dir = fs::temp_directory_path() / ("sd35_mmdit_variant_" + std::to_string(int(v)) + "_" +
+                                              std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::string path = write_variant(v, dir);
+  auto index = WeightIndex::open({{path, {}}});
+  ASSERT_TRUE(index.ok()) << index.status().to_string();
+  auto model = MMDiT::load(**index);
+  ASSERT_TRUE(model.ok()) << model.status().to_string();
+  const MMDiTConfig& cfg = (*model)->config();
+  EXPECT_EQ(cfg.qk_norm, expect_qk);
+  EXPECT_EQ(cfg.x_block_self_attn_layers.empty(), !expect_dual);
+
+  // Inputs of random values at the scales of the goldens' case inputs.
+  const int64_t b = 2, h = 8, w = 6, l = 20;
+  std::vector<float> xs(size_t(b * cfg.in_channels * h * w)), ctx(size_t(b * l * cfg.context_dim)),
+      ys(size_t(b * cfg.adm_in_channels));
+  uint32_t state = 12345;
+  auto rnd = [&] {
+    state = state * 1664525u + 1013904223u;
+    return float(state >> 8) / float(1u << 24) * 2.0f - 1.0f;
+  };
+  for (float& f : xs) f = rnd();
+  for (float& f : ctx) f = rnd();
+  for (float& f : ys) f = rnd();
+  MMDiTInputs in;
+  in.x = from_vector({b, cfg.in_channels, h, w}, xs);
+  in.timesteps = from_vector({b}, {800.0f, 30.0f});
+  in.context = from_vector({b, l, cfg.context_dim}, ctx);
+  in.y = from_vector({b, cfg.adm_in_channels}, ys);
+  Tensor out_cpu = owned({b, cfg.out_channels, h, w}), out_ref = owned({b, cfg.out_channels, h, w});
+  auto cpu = make_cpu_backend();
+  auto ref = make_reference_backend();
+  Arena arena;
+  ASSERT_TRUE((*model)->forward(*cpu, arena, in, out_cpu).ok());
+  ASSERT_TRUE((*model)->forward(*ref, arena, in, out_ref).ok());
+  EXPECT_GT(max_abs(to_vector(out_cpu)), 1e-3);  // a real output, not zeros
+  EXPECT_TRUE(all_close(out_cpu, out_ref, kAtol, kRtol));
+  fs::remove_all(dir);
+}
+
+TEST(MMDiTVariants, Sd3MediumShapeRunsOnTheSameCode) {
+  check_variant(Variant::kSd3Medium, QKNorm::kNone, false);
+}
+
+TEST(MMDiTVariants, LayerNormQKNormRunsOnTheSameCode) {
+  check_variant(Variant::kLayerNormQK, QKNorm::kLayerNorm, true);
 }
 
 }  // namespace
