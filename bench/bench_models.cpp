@@ -4,7 +4,7 @@
 // the same process, and peak RSS against the checkpoint's size (weights stay in their stored
 // dtype, used in place from the mapping, so the target is RSS < 1.5 × the file).
 //
-//   bench_models <checkpoint> [--size 512] [--batch 2] [--context 154] [--compute bf16|f32]
+//   bench_models <checkpoint> [--size 512] [--batch 2] [--context 154] [--compute auto|bf16|f32]
 //                [--vae] [--reps 2] [--threads N] [--json]
 #include <sys/stat.h>
 
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bench_common.h"
+#include "core/cpu_features.h"
 #include "models/mmdit/mmdit.h"
 #include "models/vae/vae.h"
 #include "weights/weight_index.h"
@@ -27,7 +28,7 @@ using namespace sd35;
 
 constexpr const char* kUsage =
     "usage: bench_models <checkpoint> [--size 512] [--batch 2] [--context 154]\n"
-    "                    [--compute bf16|f32] [--vae] [--reps 2] [--threads N] [--json]\n"
+    "                    [--compute auto|bf16|f32] [--vae] [--reps 2] [--threads N] [--json]\n"
     "  MMDiT forward (batch, context tokens) and, with --vae, one VAE decode (batch 1) at\n"
     "  size x size pixels; GFLOP/s vs the oneDNN bf16 GEMM peak (M=2048, K=1536, N=6144);\n"
     "  load time; peak RSS vs the checkpoint size.\n";
@@ -35,7 +36,7 @@ constexpr const char* kUsage =
 struct Args {
   std::string checkpoint;
   int size = 512, batch = 2, context = 154, reps = 2, threads = 0;
-  std::string compute = "bf16";
+  std::string compute = "auto";  // bf16 where the CPU has AVX512_BF16, else f32
   bool vae = false, json = false;
 };
 
@@ -73,7 +74,8 @@ bool parse_args(int argc, char** argv, Args& a, int* exit_code) {
     } else if (s == "--compute") {
       if (i + 1 >= argc) return bad("--compute: bf16 or f32");
       a.compute = argv[++i];
-      if (a.compute != "bf16" && a.compute != "f32") return bad("--compute: bf16 or f32");
+      if (a.compute != "bf16" && a.compute != "f32" && a.compute != "auto")
+        return bad("--compute: bf16, f32 or auto");
     } else if (s == "--vae") {
       a.vae = true;
     } else if (s == "--json") {
@@ -155,6 +157,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   const double file_bytes = double(sb.st_size);
+  if (a.compute == "auto")
+    a.compute = preferred_cpu_compute_dtype() == DType::kBF16 ? "bf16" : "f32";
   const DType compute = a.compute == "bf16" ? DType::kBF16 : DType::kF32;
   const auto log = [&](const char* fmt, auto... args) {
     if (!a.json) std::printf(fmt, args...), std::fflush(stdout);

@@ -60,6 +60,10 @@ bool active_avx512_bf16() {
 
 void set_cpu_isa_cap(CpuIsa cap) { g_cap.store(int(cap), std::memory_order_relaxed); }
 
+DType preferred_cpu_compute_dtype() {
+  return active_avx512_bf16() ? DType::kBF16 : DType::kF32;
+}
+
 std::string_view cpu_isa_name(CpuIsa isa) {
   switch (isa) {
     case CpuIsa::kScalar: return "scalar";

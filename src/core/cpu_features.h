@@ -5,6 +5,8 @@
 
 #include <string_view>
 
+#include "core/dtype.h"
+
 namespace sd35 {
 
 enum class CpuIsa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
@@ -23,5 +25,9 @@ bool active_avx512_bf16();
 // Caps the level for this process (tests); pass the CPU's best to lift the cap.
 void set_cpu_isa_cap(CpuIsa cap);
 std::string_view cpu_isa_name(CpuIsa isa);
+// The activation dtype the CPU backend runs fastest with at the precision we accept: bf16
+// (with f32 accumulation) where AVX512_BF16 is active, else f32. Engines, the server and the
+// benchmarks default to it; golden checks use f32.
+DType preferred_cpu_compute_dtype();
 
 }  // namespace sd35
