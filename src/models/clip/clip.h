@@ -1,0 +1,51 @@
+// CLIP text towers as SD3 uses them (SPEC-model.md §4.1, §4.2): CLIP-L (quick_gelu, pooled
+// NOT projected) and CLIP-G (gelu, pooled projected); the hidden state SD3 takes is the
+// penultimate layer's output without the final LayerNorm. Computed with f32 activations from
+// the stored (f16/bf16/f32) weights. Immutable after load.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "backend/backend.h"
+#include "core/arena.h"
+#include "sd35/status.h"
+#include "weights/component.h"
+#include "weights/model_configs.h"
+
+namespace sd35 {
+
+class WeightIndex;
+
+struct ClipOutputs {
+  Tensor hidden;  // [B, L, width] f32: penultimate layer output (no final LN) — what SD3 uses
+  Tensor pooled;  // [B, width or projection_dim] f32: final-LN state at the first end token,
+                  // projected for CLIP-G, not for CLIP-L (SD3's choice)
+};
+
+class ClipTextModel {
+ public:
+  // role: Component::kClipL or kClipG (selects the activation default and pooled projection).
+  static Result<std::unique_ptr<ClipTextModel>> load(const WeightIndex& index, Component role,
+                                                     const ConfigOverrides& overrides = {});
+  ~ClipTextModel();
+  const ClipConfig& config() const;
+  Component role() const;
+  int pooled_width() const;
+
+  // ids: [B, L] int32 token ids (L <= positions). Outputs preallocated by the caller with the
+  // shapes of ClipOutputs. `observe` (optional) receives "embeddings", "layer{i}_out",
+  // "last_hidden_state", "pooled" (unprojected) and "pooled_projected" as in the goldens.
+  Status encode(Backend& backend, Arena& arena, const Tensor& ids, const ClipOutputs& out,
+                const std::function<void(std::string_view, const Tensor&)>& observe = {}) const;
+
+ private:
+  struct Impl;
+  explicit ClipTextModel(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sd35

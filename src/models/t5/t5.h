@@ -1,0 +1,39 @@
+// T5 v1.1 XXL encoder as SD3 uses it (SPEC-model.md §4.3): RMSNorm, attention without
+// 1/sqrt(d) scaling, relative position bias from block 0 shared by all blocks, gated
+// gelu-tanh FFN, final RMSNorm. Weights f32/f16/bf16, or fp8 e4m3fn (optionally ComfyUI's
+// scaled fp8 with per-layer scale_weight); activations f32. Immutable after load.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string_view>
+
+#include "backend/backend.h"
+#include "core/arena.h"
+#include "sd35/status.h"
+#include "weights/model_configs.h"
+
+namespace sd35 {
+
+class WeightIndex;
+
+class T5Encoder {
+ public:
+  static Result<std::unique_ptr<T5Encoder>> load(const WeightIndex& index,
+                                                 const ConfigOverrides& overrides = {});
+  ~T5Encoder();
+  const T5Config& config() const;
+
+  // ids [B, L] int32 -> out [B, L, d_model] f32 (the final-RMSNorm output SD3 uses).
+  // `observe` (optional) receives "position_bias" [1, H, L, L], "block{i}_out",
+  // "last_hidden_state" as in the goldens.
+  Status encode(Backend& backend, Arena& arena, const Tensor& ids, const Tensor& out,
+                const std::function<void(std::string_view, const Tensor&)>& observe = {}) const;
+
+ private:
+  struct Impl;
+  explicit T5Encoder(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sd35
