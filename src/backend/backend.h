@@ -68,6 +68,17 @@ class Backend {
   virtual Status attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                            int heads, float scale) = 0;
 
+  // Attention for the text encoders (short sequences): like attention(), plus a causal mask
+  // (CLIP: key j > query i is excluded) and/or an additive f32 bias [H, Lq, Lk] or
+  // [1, H, Lq, Lk] (T5's relative position bias) added to the scaled scores. Scores may be
+  // materialised per query row; sequences are a few hundred tokens.
+  virtual Status attention_masked(const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const Tensor& out, int heads, float scale, bool causal,
+                                  const Tensor* bias) = 0;
+  // out[i, :] = table[ids[i], :] for ids [N] (int32, contiguous), table [V, D] (any compute
+  // float dtype, dense rows), out [N, D]; an id outside [0, V) is an error.
+  virtual Status gather_rows(const Tensor& table, const Tensor& ids, const Tensor& out) = 0;
+
   // Over the last dim C: y = (x - mean)/sqrt(var + eps) * weight + bias; weight/bias optional.
   virtual Status layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps,
                             const Tensor& y) = 0;

@@ -17,6 +17,13 @@ class CpuBackend final : public Backend {
                    int heads, float scale) override {
     return cpu::attention(ctx_, q, k, v, out, heads, scale);
   }
+  Status attention_masked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                          int heads, float scale, bool causal, const Tensor* bias) override {
+    return cpu::attention_masked(ctx_, q, k, v, out, heads, scale, causal, bias);
+  }
+  Status gather_rows(const Tensor& table, const Tensor& ids, const Tensor& out) override {
+    return cpu::gather_rows(ctx_, table, ids, out);
+  }
   Status layer_norm(const Tensor& x, const Tensor* w, const Tensor* b, float eps,
                     const Tensor& y) override {
     return cpu::layer_norm(ctx_, x, w, b, eps, y);

@@ -21,6 +21,9 @@ Status gemm(CpuContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bia
             const Tensor& y, const GemmParams& params);
 Status attention(CpuContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
                  const Tensor& out, int heads, float scale);
+Status attention_masked(CpuContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                        const Tensor& out, int heads, float scale, bool causal, const Tensor* bias);
+Status gather_rows(CpuContext& ctx, const Tensor& table, const Tensor& ids, const Tensor& out);
 Status conv2d(CpuContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
               const Tensor& y, const Conv2dParams& params);
 

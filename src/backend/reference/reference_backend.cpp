@@ -17,6 +17,13 @@ class ReferenceBackend final : public Backend {
                    int heads, float scale) override {
     return ref::attention(q, k, v, out, heads, scale);
   }
+  Status attention_masked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                          int heads, float scale, bool causal, const Tensor* bias) override {
+    return ref::attention_masked(q, k, v, out, heads, scale, causal, bias);
+  }
+  Status gather_rows(const Tensor& table, const Tensor& ids, const Tensor& out) override {
+    return ref::gather_rows(table, ids, out);
+  }
   Status layer_norm(const Tensor& x, const Tensor* w, const Tensor* b, float eps,
                     const Tensor& y) override {
     return ref::layer_norm(x, w, b, eps, y);
