@@ -8,6 +8,8 @@ list(APPEND SD35_ENGINE_SOURCES
   src/backend/cpu/conv.cpp
   src/backend/cpu/attention.cpp
   src/backend/reference/ref_linear.cpp
+  src/backend/cpu/text_ops.cpp
+  src/backend/reference/ref_text_ops.cpp
 )
 list(APPEND SD35_AVX2_SOURCES src/backend/cpu/attention_avx2.cpp)
 list(APPEND SD35_AVX512_SOURCES src/backend/cpu/attention_avx512.cpp)

@@ -28,16 +28,16 @@ Status gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& 
     return invalid_argument("gemm: y " + y.describe() + " must have N = " + std::to_string(N));
   for (int i = 0; i + 1 < x.ndim(); ++i)
     if (x.shape()[i] != y.shape()[i])
-      return invalid_argument("gemm: leading dims of x " + x.describe() + " and y " +
-                              y.describe() + " differ");
+      return invalid_argument("gemm: leading dims of x " + x.describe() + " and y " + y.describe() +
+                              " differ");
   if (K == 0) return invalid_argument("gemm: K must be at least 1");
   if (bias) {
     SD35_RETURN_IF_ERROR(check::on_device(*bias, Device::kCPU, op));
     SD35_RETURN_IF_ERROR(
         check::dtype_in(*bias, {DType::kF32, DType::kF16, DType::kBF16}, op, "bias"));
     if (bias->ndim() != 1 || bias->size(0) != N)
-      return invalid_argument("gemm: bias " + bias->describe() + " must be [" +
-                              std::to_string(N) + "]");
+      return invalid_argument("gemm: bias " + bias->describe() + " must be [" + std::to_string(N) +
+                              "]");
   }
   if (int(p.activation) < 0 || int(p.activation) > int(Activation::kSilu))
     return invalid_argument("gemm: unknown activation");
@@ -57,8 +57,8 @@ Status conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor
                             w.describe() + ", " + y.describe());
   if (!w.is_contiguous()) return invalid_argument("conv2d: w must be contiguous");
   if (w.size(1) != x.size(1))
-    return invalid_argument("conv2d: w " + w.describe() + " expects " +
-                            std::to_string(w.size(1)) + " input channels, x " + x.describe());
+    return invalid_argument("conv2d: w " + w.describe() + " expects " + std::to_string(w.size(1)) +
+                            " input channels, x " + x.describe());
   if (p.stride < 1) return invalid_argument("conv2d: stride must be >= 1");
   const int64_t kh = w.size(2), kw = w.size(3);
   if (kh < 1 || kw < 1) return invalid_argument("conv2d: empty kernel");
@@ -67,13 +67,14 @@ Status conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor
   // Banding relies on every output row touching at least one input row.
   if (p.pad_top >= kh || p.pad_bottom >= kh || p.pad_left >= kw || p.pad_right >= kw)
     return unsupported("conv2d: padding must be smaller than the kernel");
-  const int64_t hp = x.size(2) + p.pad_top + p.pad_bottom, wp = x.size(3) + p.pad_left + p.pad_right;
+  const int64_t hp = x.size(2) + p.pad_top + p.pad_bottom,
+                wp = x.size(3) + p.pad_left + p.pad_right;
   if (hp < kh || wp < kw) return invalid_argument("conv2d: input smaller than the kernel");
   const int64_t oh = (hp - kh) / p.stride + 1, ow = (wp - kw) / p.stride + 1;
   if (y.size(0) != x.size(0) || y.size(1) != w.size(0) || y.size(2) != oh || y.size(3) != ow)
-    return invalid_argument("conv2d: y " + y.describe() + " must be [" +
-                            std::to_string(x.size(0)) + ", " + std::to_string(w.size(0)) + ", " +
-                            std::to_string(oh) + ", " + std::to_string(ow) + "]");
+    return invalid_argument("conv2d: y " + y.describe() + " must be [" + std::to_string(x.size(0)) +
+                            ", " + std::to_string(w.size(0)) + ", " + std::to_string(oh) + ", " +
+                            std::to_string(ow) + "]");
   if (bias) {
     SD35_RETURN_IF_ERROR(check::on_device(*bias, Device::kCPU, op));
     SD35_RETURN_IF_ERROR(
@@ -85,8 +86,8 @@ Status conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor
   return ok_status();
 }
 
-Status attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                 int heads, float scale) {
+Status attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, int heads,
+                 float scale) {
   constexpr std::string_view op = "attention";
   for (const Tensor* t : {&q, &k, &v, &out}) {
     SD35_RETURN_IF_ERROR(check::on_device(*t, Device::kCPU, op));
@@ -109,6 +110,52 @@ Status attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
   if (!std::isfinite(scale)) return invalid_argument("attention: scale must be finite");
   if (q.size(1) > (int64_t(1) << 31) || k.size(1) > (int64_t(1) << 31) || q.size(2) > (1 << 20))
     return unsupported("attention: sequence or feature count too large");
+  return ok_status();
+}
+
+Status attention_masked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                        int heads, float scale, bool causal, const Tensor* bias) {
+  SD35_RETURN_IF_ERROR(attention(q, k, v, out, heads, scale));
+  (void)causal;  // any Lq, Lk: key j is visible to query i when j <= i
+  if (!bias) return ok_status();
+  constexpr std::string_view op = "attention_masked";
+  SD35_RETURN_IF_ERROR(check::on_device(*bias, Device::kCPU, op));
+  SD35_RETURN_IF_ERROR(check::dtype_in(*bias, {DType::kF32}, op, "bias"));
+  Tensor b = *bias;
+  if (b.ndim() == 4 && b.size(0) == 1) b = b.select(0, 0);
+  if (b.ndim() != 3 || b.size(0) != heads || b.size(1) != q.size(1) || b.size(2) != k.size(1)) {
+    return invalid_argument("attention_masked: bias must be [H, Lq, Lk] = [" +
+                            std::to_string(heads) + ", " + std::to_string(q.size(1)) + ", " +
+                            std::to_string(k.size(1)) + "], got " + bias->describe());
+  }
+  return check::dense_rows(b, op, "bias");
+}
+
+Status gather_rows(const Tensor& table, const Tensor& ids, const Tensor& out) {
+  constexpr std::string_view op = "gather_rows";
+  for (const Tensor* t : {&table, &ids, &out})
+    SD35_RETURN_IF_ERROR(check::on_device(*t, Device::kCPU, op));
+  SD35_RETURN_IF_ERROR(check::dtype_in(
+      table, {DType::kF32, DType::kBF16, DType::kF16, DType::kF8E4M3FN, DType::kF8E5M2}, op,
+      "table"));
+  SD35_RETURN_IF_ERROR(check::dtype_in(ids, {DType::kI32}, op, "ids"));
+  SD35_RETURN_IF_ERROR(check::dtype_in(out, {DType::kF32, DType::kBF16, DType::kF16}, op, "out"));
+  if (table.ndim() != 2 || ids.ndim() != 1 || out.ndim() != 2)
+    return invalid_argument("gather_rows: expected table [V, D], ids [N], out [N, D]; got " +
+                            table.describe() + ", " + ids.describe() + ", " + out.describe());
+  if (!ids.is_contiguous()) return invalid_argument("gather_rows: ids must be contiguous");
+  if (out.size(0) != ids.size(0) || out.size(1) != table.size(1))
+    return invalid_argument("gather_rows: out " + out.describe() + " does not match ids " +
+                            ids.describe() + " and table " + table.describe());
+  SD35_RETURN_IF_ERROR(check::dense_rows(table, op, "table"));
+  SD35_RETURN_IF_ERROR(check::dense_rows(out, op, "out"));
+  const int32_t* id = ids.data_as<const int32_t>();
+  for (int64_t i = 0; i < ids.size(0); ++i) {
+    if (id[i] < 0 || id[i] >= table.size(0))
+      return invalid_argument("gather_rows: id " + std::to_string(id[i]) + " at position " +
+                              std::to_string(i) + " is outside the table's " +
+                              std::to_string(table.size(0)) + " rows");
+  }
   return ok_status();
 }
 
