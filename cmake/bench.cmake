@@ -4,3 +4,4 @@ sd35_add_bench(bench_attention bench/bench_attention.cpp)
 # Whole models on a full-size checkpoint (sd35 make-random-checkpoint): MMDiT forward, VAE
 # decode, load time, peak RSS.
 sd35_add_bench(bench_models bench/bench_models.cpp)
+sd35_add_bench(bench_text bench/bench_text.cpp)  # CLIP-L + CLIP-G + T5-XXL encode, load, RSS

@@ -11,7 +11,10 @@ include(cmake/tests_backend_ops.cmake OPTIONAL)
 include(cmake/tests_backend_linear.cmake OPTIONAL)
 include(cmake/tests_models_mmdit.cmake OPTIONAL)
 include(cmake/tests_models_vae.cmake OPTIONAL)
+include(cmake/tests_models_text.cmake OPTIONAL)
 include(cmake/tests_golden.cmake OPTIONAL)
+include(cmake/tests_text.cmake OPTIONAL)
+include(cmake/tests_pipeline.cmake OPTIONAL)
 
 # ISA-specific objects must not export weak symbols (see scripts/check_isa_objects.sh).
 add_test(NAME isa_objects_have_no_weak_symbols

@@ -14,4 +14,7 @@ list(APPEND SD35_CLI_SOURCES
   src/cli/golden.cpp
   src/cli/golden_mmdit.cpp
   src/cli/golden_vae.cpp
+  src/cli/golden_tokenizer.cpp
+  src/cli/golden_text.cpp
+  src/cli/golden_cond.cpp
 )

@@ -17,6 +17,7 @@ PACKAGES=(
   libdnnl-dev       # oneDNN: CPU GEMM and convolution
   nlohmann-json3-dev  # JSON (safetensors headers, configs, API)
   libcli11-dev      # command-line parsing for the sd35 command
+  libicu-dev        # Unicode data for the tokenizers (NFC, case mapping, categories, graphemes)
   googletest        # unit tests (GoogleTest/GoogleMock sources)
   libgtest-dev
 )

@@ -10,6 +10,18 @@
 // streaming: the header first, then each tensor in blocks generated in parallel, so memory stays
 // at ~200 MB (32 blocks of 4 MB in flight). Each block is seeded from (seed, tensor, block), so the
 // bytes do not depend on the thread count.
+//
+// --text-encoders DIR writes the three SD3 text encoders the same way, with their real key
+// names and sizes, from clip_weight_specs / t5_weight_specs: clip_l.safetensors (fp16, 12 x 768,
+// no text_projection, as the released file), clip_g.safetensors (fp16, 32 x 1280 +
+// text_projection), t5xxl_fp16.safetensors (24 x 4096, d_ff 10240, 64 heads; shared.weight only,
+// ~9.5 GB) and t5xxl_fp8_e4m3fn_scaled.safetensors (ComfyUI scaled fp8, SPEC-model §2.4: every
+// Linear weight F8_E4M3 holding w / scale_weight with |w / scale| < 440 (the format's range is
+// 448), an F32 scalar <layer>.scale_weight per Linear, the empty `scaled_fp8` marker; the
+// embedding, norms and relative bias stay fp16). The CLIP heads follow from width / 64 (12 and
+// 20, the real values), T5's from relative_attention_bias [32, 64]. With less than 25 GB free
+// on the target the fp16 T5 is skipped (said on stdout).
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -18,6 +30,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -39,6 +53,7 @@ struct RandomCheckpointOptions {
   uint64_t seed = 0;
   bool with_vae = false;
   int threads = 0;
+  std::string text_encoders;  // folder for the random text encoders ("" = none)
 };
 
 // SD3.5 Medium (SPEC-model.md §1, fixtures README table); depth scales hidden = 64·depth and
@@ -74,21 +89,26 @@ VAEConfig medium_vae() {
   return v;
 }
 
-enum class Init { kUniform, kOnes, kZeros, kSinCos };
+enum class Init { kUniform, kOnes, kZeros, kSinCos, kConst };
 
 struct Entry {
   std::string key;
   Shape shape;
   Init init = Init::kUniform;
   float half_width = 0;  // kUniform: U(-a, a) has std a/sqrt(3)
-  uint64_t offset = 0;   // in the data section
+  float value = 0;       // kConst
+  DType dtype = DType::kBF16;
+  uint64_t offset = 0;  // in the data section
   uint64_t nbytes = 0;
 };
 
-void add_specs(std::vector<Entry>& out, const WeightSpecs& specs, const std::string& prefix) {
+void add_specs(std::vector<Entry>& out, const WeightSpecs& specs, const std::string& prefix,
+               DType dtype, const std::function<bool(const WeightSpec&)>& keep = {}) {
   for (const WeightSpec& s : specs) {
     if (s.field.empty() || s.any_shape) continue;  // markers the loader merely tolerates
+    if (keep && !keep(s)) continue;
     Entry e{prefix + s.canonical, s.shape};
+    e.dtype = dtype;
     const bool bias =
         s.canonical.size() > 5 && s.canonical.compare(s.canonical.size() - 5, 5, ".bias") == 0;
     if (s.canonical == "pos_embed")
@@ -136,6 +156,7 @@ void fill_block(const Entry& e, uint64_t seed, uint64_t tensor_index, int64_t be
   switch (e.init) {
     case Init::kZeros: std::fill(dst, dst + n, 0.0f); return;
     case Init::kOnes: std::fill(dst, dst + n, 1.0f); return;
+    case Init::kConst: std::fill(dst, dst + n, e.value); return;
     case Init::kUniform: {
       uint64_t sm =
           seed ^ (tensor_index * 0xD1B54A32D192ED03ull) ^ (uint64_t(begin) * 0x8CB92BA72F3D8DD7ull);
@@ -177,35 +198,31 @@ std::string human(double bytes) {
   return buf;
 }
 
-Status write_random_checkpoint(const RandomCheckpointOptions& opt) {
-  DType dtype;
-  if (opt.dtype == "bf16")
-    dtype = DType::kBF16;
-  else if (opt.dtype == "f16" || opt.dtype == "fp16")
-    dtype = DType::kF16;
-  else
-    return invalid_argument("--dtype must be bf16 or f16, not '" + opt.dtype + "'");
-  if (opt.depth < 1 || opt.depth > 64) return invalid_argument("--depth must be in 1..64");
-
-  std::vector<Entry> entries;
-  add_specs(entries, mmdit_weight_specs(medium_mmdit(opt.depth)), "model.diffusion_model.");
-  if (opt.with_vae) add_specs(entries, vae_weight_specs(medium_vae()), "first_stage_model.");
-
+// Writes `entries` (each with its own dtype) as one safetensors file: header first, then the
+// data streamed in independently seeded blocks; `path` appears only once complete (written as
+// a temporary, then renamed). Returns the file size.
+Result<uint64_t> write_streamed(const std::string& path, std::vector<Entry>& entries,
+                                const nlohmann::ordered_json& metadata, uint64_t seed,
+                                ThreadPool& pool) {
   // Header: same layout rules as write_safetensors (8-byte length, JSON, space padding to a
-  // multiple of 8 so every tensor is aligned for its dtype).
+  // multiple of 8 so every tensor is aligned for its dtype). Larger dtypes first keeps every
+  // offset a multiple of its element size. Empty tensors go last: a zero-length tensor at
+  // another tensor's offset would look like an overlap to a strict reader.
+  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    const bool ea = a.shape.numel() == 0, eb = b.shape.numel() == 0;
+    if (ea != eb) return eb;
+    return dtype_size(a.dtype) > dtype_size(b.dtype);
+  });
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  header["__metadata__"] = {{"format", "pt"},
-                            {"sd35.generator", "sd35 make-random-checkpoint"},
-                            {"sd35.seed", std::to_string(opt.seed)},
-                            {"sd35.note", "random weights, SD3.5 Medium key names and shapes"}};
+  header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (Entry& e : entries) {
-    SD35_ASSIGN_OR_RETURN(size_t nb, checked_nbytes(e.shape, dtype));
+    SD35_ASSIGN_OR_RETURN(size_t nb, checked_nbytes(e.shape, e.dtype));
     e.offset = offset;
     e.nbytes = nb;
     offset += nb;
     nlohmann::ordered_json j;
-    j["dtype"] = std::string(dtype_to_safetensors(dtype));
+    j["dtype"] = std::string(dtype_to_safetensors(e.dtype));
     j["shape"] = nlohmann::ordered_json::array();
     for (int64_t d : e.shape) j["shape"].push_back(d);
     j["data_offsets"] = {e.offset, e.offset + e.nbytes};
@@ -214,7 +231,7 @@ Status write_random_checkpoint(const RandomCheckpointOptions& opt) {
   std::string text = header.dump();
   while ((8 + text.size()) % 8 != 0) text.push_back(' ');
 
-  const std::string tmp = opt.out + ".tmp." + std::to_string(::getpid());
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) return io_error(tmp + ": " + std::strerror(errno));
   auto fail = [&](const std::string& what) {
@@ -227,17 +244,15 @@ Status write_random_checkpoint(const RandomCheckpointOptions& opt) {
   if (std::fwrite(len, 1, 8, f) != 8 || std::fwrite(text.data(), 1, text.size(), f) != text.size())
     return fail("write failed");
 
-  ThreadPool pool(opt.threads);
   constexpr int64_t kBlock = int64_t(1) << 20;  // elements per independently seeded block
   constexpr int64_t kBatchBlocks = 32;          // blocks generated per write (64 MB in bf16)
-  const size_t esize = dtype_size(dtype);
-  std::vector<uint8_t> out(size_t(kBlock * kBatchBlocks) * esize);
+  std::vector<uint8_t> out(size_t(kBlock * kBatchBlocks) * sizeof(float));
   std::vector<std::vector<float>> scratch(size_t(kBatchBlocks),
                                           std::vector<float>(static_cast<size_t>(kBlock)));
-  const auto t0 = std::chrono::steady_clock::now();
   uint64_t written = 0, next_report = offset / 10;
   for (size_t ti = 0; ti < entries.size(); ++ti) {
     const Entry& e = entries[ti];
+    const size_t esize = dtype_size(e.dtype);
     const int64_t numel = e.shape.numel();
     const std::vector<float> sincos =
         e.init == Init::kSinCos ? sincos_table(e) : std::vector<float>();
@@ -247,8 +262,8 @@ Status write_random_checkpoint(const RandomCheckpointOptions& opt) {
         for (int64_t b = b0; b < b1; ++b) {
           const int64_t begin = first + b * kBlock, n = std::min(kBlock, numel - begin);
           float* buf = scratch[size_t(b)].data();
-          fill_block(e, opt.seed, ti, begin, n, sincos, buf);
-          convert_from_f32(buf, out.data() + size_t(b * kBlock) * esize, dtype, n);
+          fill_block(e, seed, ti, begin, n, sincos, buf);
+          convert_from_f32(buf, out.data() + size_t(b * kBlock) * esize, e.dtype, n);
         }
       });
       const size_t bytes = size_t(std::min(numel - first, kBlock * kBatchBlocks)) * esize;
@@ -266,16 +281,167 @@ Status write_random_checkpoint(const RandomCheckpointOptions& opt) {
     std::remove(tmp.c_str());
     return io_error(tmp + ": close failed");
   }
-  if (std::rename(tmp.c_str(), opt.out.c_str()) != 0) {
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     std::remove(tmp.c_str());
-    return io_error(opt.out + ": rename failed: " + std::strerror(err));
+    return io_error(path + ": rename failed: " + std::strerror(err));
   }
+  return uint64_t(8 + text.size() + offset);
+}
+
+nlohmann::ordered_json metadata_for(const RandomCheckpointOptions& opt, const std::string& note) {
+  return {{"format", "pt"},
+          {"sd35.generator", "sd35 make-random-checkpoint"},
+          {"sd35.seed", std::to_string(opt.seed)},
+          {"sd35.note", note}};
+}
+
+Status write_random_checkpoint(const RandomCheckpointOptions& opt, ThreadPool& pool) {
+  DType dtype;
+  if (opt.dtype == "bf16")
+    dtype = DType::kBF16;
+  else if (opt.dtype == "f16" || opt.dtype == "fp16")
+    dtype = DType::kF16;
+  else
+    return invalid_argument("--dtype must be bf16 or f16, not '" + opt.dtype + "'");
+  if (opt.depth < 1 || opt.depth > 64) return invalid_argument("--depth must be in 1..64");
+
+  std::vector<Entry> entries;
+  add_specs(entries, mmdit_weight_specs(medium_mmdit(opt.depth)), "model.diffusion_model.", dtype);
+  if (opt.with_vae) {
+    add_specs(entries, vae_weight_specs(medium_vae()), "first_stage_model.", dtype);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  SD35_ASSIGN_OR_RETURN(
+      uint64_t size,
+      write_streamed(opt.out, entries,
+                     metadata_for(opt, "random weights, SD3.5 Medium key names and shapes"),
+                     opt.seed, pool));
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("wrote %s: %zu tensors, %s (%s data), depth %d, %s%s, %.1f s (%.2f GB/s)\n",
-              opt.out.c_str(), entries.size(), human(double(8 + text.size() + offset)).c_str(),
-              opt.dtype.c_str(), opt.depth, "MMDiT", opt.with_vae ? " + VAE" : "", s,
-              double(offset) / 1e9 / std::max(s, 1e-9));
+              opt.out.c_str(), entries.size(), human(double(size)).c_str(), opt.dtype.c_str(),
+              opt.depth, "MMDiT", opt.with_vae ? " + VAE" : "", s,
+              double(size) / 1e9 / std::max(s, 1e-9));
+  return ok_status();
+}
+
+// The released text encoders' configurations (SPEC-model §4.1-4.3).
+ClipConfig real_clip(Component role) {
+  ClipConfig c;
+  const bool g = role == Component::kClipG;
+  c.layers = g ? 32 : 12;
+  c.width = g ? 1280 : 768;
+  c.heads = c.width / 64;
+  c.intermediate = 4 * c.width;
+  c.vocab = 49408;
+  c.positions = 77;
+  c.has_projection = g;
+  c.projection_dim = g ? 1280 : 0;
+  c.activation = g ? "gelu" : "quick_gelu";
+  return c;
+}
+
+T5Config real_t5() {
+  T5Config c;
+  c.layers = 24;
+  c.d_model = 4096;
+  c.d_ff = 10240;
+  c.heads = 64;
+  c.d_kv = 64;
+  c.vocab = 32128;
+  c.num_buckets = 32;
+  return c;
+}
+
+bool is_t5_linear(const std::string& key) {
+  return key.find(".SelfAttention.") != std::string::npos
+             ? key.find("relative_attention_bias") == std::string::npos
+             : key.find(".DenseReluDense.") != std::string::npos;
+}
+
+// T5 entries: every required tensor plus shared.weight (the released files also carry the
+// duplicate encoder.embed_tokens.weight; ComfyUI reads shared.weight, so it is left out).
+std::vector<Entry> t5_entries(bool scaled_fp8) {
+  std::vector<Entry> entries;
+  add_specs(entries, t5_weight_specs(real_t5()), "", DType::kF16,
+            [](const WeightSpec& s) { return s.required || s.canonical == "shared.weight"; });
+  std::vector<Entry> scales;
+  for (Entry& e : entries) {
+    if (e.key == "shared.weight") {
+      e.half_width = 1.0f;  // O(1) embeddings, as the real table; RMSNorm follows
+    } else if (scaled_fp8 && e.shape.ndim() == 2 && is_t5_linear(e.key)) {
+      // Stored values w / scale fill the fp8 range; scale_weight restores the 1/sqrt(fan_in)
+      // magnitudes (what ComfyUI's scaled files do to keep fp8's precision).
+      constexpr float kFp8Range = 440.0f;
+      const std::string layer = e.key.substr(0, e.key.size() - std::string(".weight").size());
+      Entry sc{layer + ".scale_weight", Shape{}};
+      sc.init = Init::kConst;
+      sc.value = e.half_width / kFp8Range;
+      sc.dtype = DType::kF32;
+      scales.push_back(std::move(sc));
+      e.half_width = kFp8Range;
+      e.dtype = DType::kF8E4M3FN;
+    }
+  }
+  entries.insert(entries.end(), scales.begin(), scales.end());
+  return entries;
+}
+
+uint64_t free_bytes(const std::string& dir) {
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) return 0;
+  return uint64_t(st.f_bavail) * uint64_t(st.f_frsize);
+}
+
+Status write_text_encoders(const RandomCheckpointOptions& opt, ThreadPool& pool) {
+  const std::string& dir = opt.text_encoders;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return io_error(dir + ": " + ec.message());
+  const bool fp16_t5 = free_bytes(dir) >= (uint64_t(25) << 30);
+  if (!fp16_t5) {
+    std::printf("less than 25 GB free in %s: writing the fp8 T5 only (no t5xxl_fp16)\n",
+                dir.c_str());
+  }
+  struct File {
+    std::string name, note;
+    std::vector<Entry> entries;
+    bool fp8_marker = false;
+  };
+  std::vector<File> files;
+  for (Component role : {Component::kClipL, Component::kClipG}) {
+    File f{std::string(component_name(role)) + ".safetensors",
+           "random weights, " + std::string(component_name(role)) + " key names and shapes",
+           {}};
+    // CLIP-L: the released file has no text_projection (SD3 does not project its pooled).
+    add_specs(f.entries, clip_weight_specs(real_clip(role), role), "", DType::kF16,
+              [](const WeightSpec& s) { return s.required; });
+    files.push_back(std::move(f));
+  }
+  if (fp16_t5) {
+    files.push_back(
+        {"t5xxl_fp16.safetensors", "random weights, T5-XXL v1.1 encoder", t5_entries(false)});
+  }
+  files.push_back({"t5xxl_fp8_e4m3fn_scaled.safetensors",
+                   "random weights, T5-XXL v1.1 encoder, ComfyUI scaled fp8", t5_entries(true),
+                   true});
+  for (File& f : files) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (f.fp8_marker) {
+      // An empty tensor whose dtype names the fp8 format (written last, see write_streamed).
+      Entry m{"scaled_fp8", Shape{0}};
+      m.init = Init::kZeros;
+      m.dtype = DType::kF8E4M3FN;
+      f.entries.push_back(std::move(m));
+    }
+    const std::string path = dir + "/" + f.name;
+    SD35_ASSIGN_OR_RETURN(
+        uint64_t size, write_streamed(path, f.entries, metadata_for(opt, f.note), opt.seed, pool));
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("wrote %s: %zu tensors, %s, %.1f s (%.2f GB/s)\n", path.c_str(), f.entries.size(),
+                human(double(size)).c_str(), s, double(size) / 1e9 / std::max(s, 1e-9));
+    std::fflush(stdout);
+  }
   return ok_status();
 }
 
@@ -286,7 +452,10 @@ void register_make_random_checkpoint(CLI::App& app, int& exit_code) {
   CLI::App* cmd = app.add_subcommand(
       "make-random-checkpoint",
       "Write a random-weight checkpoint with the SD3.5 Medium key names and shapes (benchmarks)");
-  cmd->add_option("out", opt->out, "output .safetensors file")->required();
+  cmd->add_option("out", opt->out, "output .safetensors file (MMDiT [+ VAE])");
+  cmd->add_option("--text-encoders", opt->text_encoders,
+                  "also write clip_l, clip_g, t5xxl_fp16 and t5xxl_fp8_e4m3fn_scaled "
+                  ".safetensors (real sizes, fp16 / scaled fp8) into this folder");
   cmd->add_option("--dtype", opt->dtype, "bf16 (default) or f16");
   cmd->add_option("--depth", opt->depth,
                   "joint blocks (24 = SD3.5 Medium; hidden = 64·depth; smaller for tests)");
@@ -294,7 +463,12 @@ void register_make_random_checkpoint(CLI::App& app, int& exit_code) {
   cmd->add_flag("--with-vae", opt->with_vae, "also write the VAE (first_stage_model.*)");
   cmd->add_option("--threads", opt->threads, "generator threads (default: all)");
   cmd->callback([opt, &exit_code] {
-    Status st = write_random_checkpoint(*opt);
+    Status st;
+    ThreadPool pool(opt->threads);
+    if (opt->out.empty() && opt->text_encoders.empty())
+      st = invalid_argument("give an output file, --text-encoders DIR, or both");
+    if (st.ok() && !opt->out.empty()) st = write_random_checkpoint(*opt, pool);
+    if (st.ok() && !opt->text_encoders.empty()) st = write_text_encoders(*opt, pool);
     if (!st.ok())
       std::fprintf(stderr, "sd35 make-random-checkpoint: error: %s\n", st.to_string().c_str());
     exit_code = st.ok() ? 0 : 1;

@@ -6,8 +6,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "sd35/status.h"
@@ -57,11 +59,19 @@ struct WeightedSegment {
 };
 std::vector<WeightedSegment> parse_prompt_weights(std::string_view prompt);
 
+namespace detail {
+// The parser's segments with Python's double weights (nested "((a))" = 1.1*1.1 =
+// 1.2100000000000002); parse_prompt_weights rounds them to float.
+std::vector<std::pair<std::string, double>> parse_prompt_weights_exact(std::string_view prompt);
+// Python float(str) as token_weights uses it for "(text:w)"; nullopt where Python raises.
+std::optional<double> parse_python_float(std::string_view s);
+}  // namespace detail
+
 // One encoder's token sequence(s): CLIP gives chunks of 77; T5 one sequence of max(77, n+1).
 struct TokenChunks {
-  std::vector<std::vector<int32_t>> ids;     // [chunks][length]
-  std::vector<std::vector<float>> weights;   // same shape; 1.0 where unweighted
-  bool has_weights() const;                  // any weight != 1
+  std::vector<std::vector<int32_t>> ids;    // [chunks][length]
+  std::vector<std::vector<float>> weights;  // same shape; 1.0 where unweighted
+  bool has_weights() const;                 // any weight != 1
 };
 
 struct SD3Tokens {

@@ -20,6 +20,9 @@ namespace sd35 {
 
 class WeightIndex;
 
+// CLIP's end-of-text token (<|endoftext|>); the pooled output is taken at its first occurrence.
+inline constexpr int32_t kClipEndToken = 49407;
+
 struct ClipOutputs {
   Tensor hidden;  // [B, L, width] f32: penultimate layer output (no final LN) — what SD3 uses
   Tensor pooled;  // [B, width or projection_dim] f32: final-LN state at the first end token,
@@ -38,7 +41,11 @@ class ClipTextModel {
 
   // ids: [B, L] int32 token ids (L <= positions). Outputs preallocated by the caller with the
   // shapes of ClipOutputs. `observe` (optional) receives "embeddings", "layer{i}_out",
-  // "last_hidden_state", "pooled" (unprojected) and "pooled_projected" as in the goldens.
+  // "penultimate" (= out.hidden), "last_hidden_state", "pooled" (unprojected) and
+  // "pooled_projected" (when the file has a projection, CLIP-L included) as in the goldens.
+  // The pooled position is the first end token (kClipEndToken) of each row, position 0 when a
+  // row has none (ComfyUI's argmax over ids == end). Errors: ids not int32 [B, L] on the host,
+  // L > positions, an id outside [0, vocab), outputs of the wrong shape.
   Status encode(Backend& backend, Arena& arena, const Tensor& ids, const ClipOutputs& out,
                 const std::function<void(std::string_view, const Tensor&)>& observe = {}) const;
 

@@ -4,6 +4,7 @@
 // scaled fp8 with per-layer scale_weight); activations f32. Immutable after load.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string_view>
@@ -17,12 +18,21 @@ namespace sd35 {
 
 class WeightIndex;
 
+// Bucket of a relative position (key_pos - query_pos) for a bidirectional T5 attention
+// (HF/ComfyUI _relative_position_bucket, float32 log, truncation toward zero). With 32
+// buckets and max distance 128: |rel| 0..7 -> itself, 8-11 -> 8, ..., >= 91 -> 15, plus 16
+// when rel > 0 (SPEC-model.md §4.3).
+int t5_relative_position_bucket(int64_t relative_position, int num_buckets, int max_distance);
+
 class T5Encoder {
  public:
   static Result<std::unique_ptr<T5Encoder>> load(const WeightIndex& index,
                                                  const ConfigOverrides& overrides = {});
   ~T5Encoder();
   const T5Config& config() const;
+  // True for fp8 files (most parameters fp8): the embedding output then goes through ComfyUI's
+  // nan_to_num (NaN -> 0, ±inf -> ±FLT_MAX).
+  bool fp8_embedding_fix() const;
 
   // ids [B, L] int32 -> out [B, L, d_model] f32 (the final-RMSNorm output SD3 uses).
   // `observe` (optional) receives "position_bias" [1, H, L, L], "block{i}_out",
