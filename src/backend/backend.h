@@ -96,6 +96,8 @@ class Backend {
   // or missing dim of b repeats (e.g. a pos_embed [1, L, D] added to x [B, L, D], a bias
   // [C, 1, 1] to [N, C, H, W]). Any strides; y has a's shape and may alias a.
   virtual Status add(const Tensor& a, const Tensor& b, const Tensor& y) = 0;
+  // y = a · b, with add's broadcasting rules (T5's gated FFN product).
+  virtual Status mul(const Tensor& a, const Tensor& b, const Tensor& y) = 0;
   // out[b, l, :] = x[b, l, :] + gate[b, :] · h[b, l, :] — the gated residual of the MMDiT's
   // joint blocks. x, h, out [B, L, D] with dense rows; gate [B, D] (a strided chunk of an
   // adaLN output is fine). out may alias x.

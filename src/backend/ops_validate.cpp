@@ -119,8 +119,7 @@ Status modulate(Device dev, const Tensor& x, const Tensor& shift, const Tensor& 
   return ok_status();
 }
 
-Status add(Device dev, const Tensor& a, const Tensor& b, const Tensor& y) {
-  constexpr std::string_view op = "add";
+Status add(Device dev, const Tensor& a, const Tensor& b, const Tensor& y, std::string_view op) {
   SD35_RETURN_IF_ERROR(activation_operand(dev, a, op, "a"));
   SD35_RETURN_IF_ERROR(activation_operand(dev, b, op, "b"));
   SD35_RETURN_IF_ERROR(activation_operand(dev, y, op, "y"));
@@ -132,7 +131,8 @@ Status add(Device dev, const Tensor& a, const Tensor& b, const Tensor& y) {
     ok = bs == as || bs == 1;
   }
   if (!ok) {
-    return invalid_argument("add: b " + b.describe() + " does not broadcast to a " + a.describe());
+    return invalid_argument(std::string(op) + ": b " + b.describe() + " does not broadcast to a " +
+                            a.describe());
   }
   return ok_status();
 }

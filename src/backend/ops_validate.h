@@ -27,7 +27,9 @@ Status modulate(Device dev, const Tensor& x, const Tensor& shift, const Tensor& 
 // a, y: same shape, activation dtypes, any strides; b: activation dtype (independent of a's),
 // b.ndim <= a.ndim, each of b's dims (aligned to a's trailing dims) equal to a's or 1, any
 // strides. y may alias a (the same view); nothing else may overlap y.
-Status add(Device dev, const Tensor& a, const Tensor& b, const Tensor& y);
+// Also mul's checks (op names the operation in messages).
+Status add(Device dev, const Tensor& a, const Tensor& b, const Tensor& y,
+           std::string_view op = "add");
 // x, h, out [B, L, D]: same shape, activation dtypes, dense rows; gate [B, D] activation
 // dtype, dense rows (any row stride, e.g. a chunk of [B, 6·D]). out may alias x.
 Status gated_add(Device dev, const Tensor& x, const Tensor& gate, const Tensor& h,

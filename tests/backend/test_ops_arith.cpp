@@ -195,6 +195,52 @@ TEST(CpuArith, AddMatchesReference) {
   }
 }
 
+// mul shares add's broadcasting and staging code; its own parts are the row kernels and the
+// scalar-broadcast path (fma(a, s, 0)). Tolerance 0: the product of two f32 values is exact
+// in double (48 significant bits), so the reference's fl32(fl64(a·b)) equals fl32(a·b), and
+// the bf16 rounding of equal f32 values is equal.
+TEST(CpuArith, MulMatchesReference) {
+  uint32_t seed = 900;
+  for (const AddCase& c : add_cases()) {
+    if (c.a.numel() > 200'000) continue;
+    for (DType t : {DType::kF32, DType::kBF16}) {
+      for (bool padded_b : {false, true}) {
+        SCOPED_TRACE("a=" + c.a.to_string() + " b=" + c.b.to_string() + " " +
+                     testing::dtype_str(t) + (padded_b ? " padded b" : ""));
+        GuardedTensor a = make_guarded(c.a, t, Layout::kDense);
+        GuardedTensor b =
+            make_guarded(c.b, DType::kF32, padded_b ? Layout::kPadded : Layout::kDense);
+        testing::fill_uniform(a.t, seed++, -2.0f, 2.0f);
+        testing::fill_uniform(b.t, seed++, -2.0f, 2.0f);
+        Tensor expect = zeros(c.a, t);
+        ASSERT_TRUE(reference_backend().mul(a.t, b.t, expect).ok());
+        for_each_isa([&] {
+          GuardedTensor y = make_guarded(c.a, t, Layout::kPadded);
+          Status st = cpu_backend().mul(a.t, b.t, y.t);
+          ASSERT_TRUE(st.ok()) << st.to_string();
+          EXPECT_TRUE(all_close(y.t, expect, 0, 0));
+          EXPECT_TRUE(y.guards_ok());
+        });
+      }
+    }
+  }
+}
+
+TEST(CpuArith, MulHandValuesAndRejects) {
+  for (Backend* be : {&cpu_backend(), &reference_backend()}) {
+    Tensor a = make({2, 3}, {1, 2, 3, -4, 5, 0.5f}), y = zeros({2, 3});
+    ASSERT_TRUE(be->mul(a, make({3}, {2, -1, 4}), y).ok());
+    EXPECT_TRUE(all_close(testing::to_vector(y), {2, -2, 12, -8, -5, 2}, 0, 0)) << be->name();
+    ASSERT_TRUE(be->mul(a, make({2, 1}, {3, -2}), y).ok());  // per-row scalar
+    EXPECT_TRUE(all_close(testing::to_vector(y), {3, 6, 9, 8, -10, -1}, 0, 0)) << be->name();
+    ASSERT_TRUE(be->mul(a, a, a).ok());  // in place, a·a
+    EXPECT_TRUE(all_close(testing::to_vector(a), {1, 4, 9, 16, 25, 0.25f}, 0, 0)) << be->name();
+    Status bad = be->mul(a, zeros({2}), y);
+    EXPECT_FALSE(bad.ok());
+    EXPECT_NE(bad.message().find("mul"), std::string::npos) << bad.message();
+  }
+}
+
 TEST(CpuArith, AddStridedBroadcastOperand) {
   // b as a strided, non-dense view (every other element of a wider buffer, then a
   // transposed [C, 1, 1]-like column), against a permuted a: the general gather path.

@@ -120,8 +120,11 @@ void for_each_run(CpuContext& ctx, const Dim* dims, int nd, Fn&& fn) {
 
 }  // namespace
 
-Status add(CpuContext& ctx, const Tensor& a, const Tensor& b, const Tensor& y) {
-  SD35_RETURN_IF_ERROR(validate::add(Device::kCPU, a, b, y));
+namespace {
+
+// y = a + b or a · b with b broadcast (the shared body of add and mul).
+Status binary(CpuContext& ctx, const Tensor& a, const Tensor& b, const Tensor& y, bool is_mul) {
+  SD35_RETURN_IF_ERROR(validate::add(Device::kCPU, a, b, y, is_mul ? "mul" : "add"));
   if (a.numel() == 0) return ok_status();
   const RowKernels& k = row_kernels();
   const int nd = a.ndim(), lead = a.ndim() - b.ndim();
@@ -146,14 +149,26 @@ Status add(CpuContext& ctx, const Tensor& a, const Tensor& b, const Tensor& y) {
     float* out = out_run(yp, y.dtype(), inner.st[2], buf0);
     const char* bp = bb + off[1] * bes;
     if (inner.st[1] == 0) {
-      // fma(a, 1, s) is exactly a + s rounded once: the same result as the add kernel.
-      k.affine(av, n, 1.0f, load_as_f32(bp, b.dtype(), 0), -kInf, kInf, out);
+      // fma(a, 1, s) is exactly a + s rounded once, fma(a, s, 0) exactly a · s: the same
+      // results as the add and mul kernels.
+      const float sv = load_as_f32(bp, b.dtype(), 0);
+      k.affine(av, n, is_mul ? sv : 1.0f, is_mul ? 0.0f : sv, -kInf, kInf, out);
     } else {
-      k.add(av, load_run(bp, b.dtype(), inner.st[1], n, buf1), n, out);
+      (is_mul ? k.mul : k.add)(av, load_run(bp, b.dtype(), inner.st[1], n, buf1), n, out);
     }
     store_run(out, yp, y.dtype(), inner.st[2], n);
   });
   return ok_status();
+}
+
+}  // namespace
+
+Status add(CpuContext& ctx, const Tensor& a, const Tensor& b, const Tensor& y) {
+  return binary(ctx, a, b, y, false);
+}
+
+Status mul(CpuContext& ctx, const Tensor& a, const Tensor& b, const Tensor& y) {
+  return binary(ctx, a, b, y, true);
 }
 
 Status gated_add(CpuContext& ctx, const Tensor& x, const Tensor& gate, const Tensor& h,

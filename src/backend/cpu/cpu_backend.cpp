@@ -42,6 +42,9 @@ class CpuBackend final : public Backend {
   Status add(const Tensor& a, const Tensor& b, const Tensor& y) override {
     return cpu::add(ctx_, a, b, y);
   }
+  Status mul(const Tensor& a, const Tensor& b, const Tensor& y) override {
+    return cpu::mul(ctx_, a, b, y);
+  }
   Status gated_add(const Tensor& x, const Tensor& gate, const Tensor& h,
                    const Tensor& out) override {
     return cpu::gated_add(ctx_, x, gate, h, out);

@@ -36,6 +36,7 @@ Status group_norm(CpuContext& ctx, const Tensor& x, int groups, const Tensor* we
 Status modulate(CpuContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale,
                 const Tensor& y);
 Status add(CpuContext& ctx, const Tensor& a, const Tensor& b, const Tensor& y);
+Status mul(CpuContext& ctx, const Tensor& a, const Tensor& b, const Tensor& y);
 Status gated_add(CpuContext& ctx, const Tensor& x, const Tensor& gate, const Tensor& h, const Tensor& out);
 Status affine(CpuContext& ctx, const Tensor& x, const AffineParams& params, const Tensor& y);
 Status activation(CpuContext& ctx, const Tensor& x, Activation act, const Tensor& y);

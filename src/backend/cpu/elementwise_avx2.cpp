@@ -229,22 +229,28 @@ void scale(float* y, int64_t n, float s) {
 
 // The binary / ternary maps are unrolled by two vectors: they are memory-bound, and two
 // independent load-compute-store chains per iteration keep more loads in flight.
-void add(const float* a, const float* b, int64_t n, float* y) {
+// y = a + b or a · b (kMul), the two broadcast binary ops.
+template <bool kMul>
+void binary(const float* a, const float* b, int64_t n, float* y) {
+  auto op = [](__m256 u, __m256 v) { return kMul ? _mm256_mul_ps(u, v) : _mm256_add_ps(u, v); };
   int64_t i = 0;
   for (; i + 2 * kW <= n; i += 2 * kW) {
-    __m256 v0 = _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
-    __m256 v1 = _mm256_add_ps(_mm256_loadu_ps(a + i + kW), _mm256_loadu_ps(b + i + kW));
+    __m256 v0 = op(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+    __m256 v1 = op(_mm256_loadu_ps(a + i + kW), _mm256_loadu_ps(b + i + kW));
     _mm256_storeu_ps(y + i, v0);
     _mm256_storeu_ps(y + i + kW, v1);
   }
   for (; i + kW <= n; i += kW)
-    _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+    _mm256_storeu_ps(y + i, op(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
   if (i < n) {
     __m256i k = tail_mask(n - i);
     _mm256_maskstore_ps(y + i, k,
-                        _mm256_add_ps(_mm256_maskload_ps(a + i, k), _mm256_maskload_ps(b + i, k)));
+                        op(_mm256_maskload_ps(a + i, k), _mm256_maskload_ps(b + i, k)));
   }
 }
+
+void add(const float* a, const float* b, int64_t n, float* y) { binary<false>(a, b, n, y); }
+void mul(const float* a, const float* b, int64_t n, float* y) { binary<true>(a, b, n, y); }
 
 void gated_add(const float* x, const float* g, const float* h, int64_t n, float* y) {
   int64_t i = 0;
@@ -281,6 +287,6 @@ void affine(const float* x, int64_t n, float scale, float shift, float lo, float
 
 const RowKernels kRowKernelsAvx2 = {sum,      sum_sq_dev, sum_sq, normalize,   center_scale_shift,
                                     modulate, activation, max,    exp_sub_sum, scale,
-                                    add,      gated_add,  affine};
+                                    add,      gated_add,  affine, mul};
 
 }  // namespace sd35::cpu

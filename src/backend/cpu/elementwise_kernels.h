@@ -50,6 +50,8 @@ struct RowKernels {
   // y = min(hi, max(lo, x·scale + shift)) with one fma; NaN propagates (neither bound may be
   // NaN; infinite bounds clamp nothing). y may equal x. With scale 1 it is an exact x + shift.
   void (*affine)(const float* x, int64_t n, float scale, float shift, float lo, float hi, float* y);
+  // y = a · b. y may equal a or b.
+  void (*mul)(const float* a, const float* b, int64_t n, float* y);
 };
 
 extern const RowKernels kRowKernelsScalar;

@@ -105,6 +105,10 @@ void add(const float* a, const float* b, int64_t n, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
 }
 
+void mul(const float* a, const float* b, int64_t n, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
+}
+
 void gated_add(const float* x, const float* g, const float* h, int64_t n, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::fma(g[i], h[i], x[i]);
 }
@@ -123,6 +127,6 @@ void affine(const float* x, int64_t n, float scale, float shift, float lo, float
 
 const RowKernels kRowKernelsScalar = {sum,      sum_sq_dev, sum_sq, normalize,   center_scale_shift,
                                       modulate, activation, max,    exp_sub_sum, scale,
-                                      add,      gated_add,  affine};
+                                      add,      gated_add,  affine, mul};
 
 }  // namespace sd35::cpu

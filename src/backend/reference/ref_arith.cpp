@@ -39,17 +39,25 @@ int64_t offset(const Tensor& t, const int64_t* i) {
 
 }  // namespace
 
-Status add(const Tensor& a, const Tensor& b, const Tensor& y) {
-  SD35_RETURN_IF_ERROR(validate::add(Device::kCPU, a, b, y));
+namespace {
+
+Status binary(const Tensor& a, const Tensor& b, const Tensor& y, bool is_mul) {
+  SD35_RETURN_IF_ERROR(validate::add(Device::kCPU, a, b, y, is_mul ? "mul" : "add"));
   const int lead = a.ndim() - b.ndim();  // b's dim d is a's dim lead + d
   // Element by element in row-major order; y aliasing a reads each element before writing it.
   for_each_index(a.shape(), [&](const int64_t* i) {
     int64_t bo = 0;
     for (int d = 0; d < b.ndim(); ++d) bo += (b.size(d) == 1 ? 0 : i[lead + d]) * b.stride(d);
-    store(y, offset(y, i), load(a, offset(a, i)) + load(b, bo));
+    const double av = load(a, offset(a, i)), bv = load(b, bo);
+    store(y, offset(y, i), is_mul ? av * bv : av + bv);
   });
   return ok_status();
 }
+
+}  // namespace
+
+Status add(const Tensor& a, const Tensor& b, const Tensor& y) { return binary(a, b, y, false); }
+Status mul(const Tensor& a, const Tensor& b, const Tensor& y) { return binary(a, b, y, true); }
 
 Status gated_add(const Tensor& x, const Tensor& gate, const Tensor& h, const Tensor& out) {
   SD35_RETURN_IF_ERROR(validate::gated_add(Device::kCPU, x, gate, h, out));

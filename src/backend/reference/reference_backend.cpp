@@ -42,6 +42,9 @@ class ReferenceBackend final : public Backend {
   Status add(const Tensor& a, const Tensor& b, const Tensor& y) override {
     return ref::add(a, b, y);
   }
+  Status mul(const Tensor& a, const Tensor& b, const Tensor& y) override {
+    return ref::mul(a, b, y);
+  }
   Status gated_add(const Tensor& x, const Tensor& gate, const Tensor& h,
                    const Tensor& out) override {
     return ref::gated_add(x, gate, h, out);

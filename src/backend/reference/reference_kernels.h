@@ -28,6 +28,7 @@ Status group_norm(const Tensor& x, int groups, const Tensor* weight,
 Status modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
                 const Tensor& y);
 Status add(const Tensor& a, const Tensor& b, const Tensor& y);
+Status mul(const Tensor& a, const Tensor& b, const Tensor& y);
 Status gated_add(const Tensor& x, const Tensor& gate, const Tensor& h, const Tensor& out);
 Status affine(const Tensor& x, const AffineParams& params, const Tensor& y);
 Status activation(const Tensor& x, Activation act, const Tensor& y);

@@ -49,7 +49,6 @@ struct T5Weights {
   std::vector<float> rel_bias;  // [num_buckets, heads] row-major, f32 (read on the host)
   std::vector<T5Block> blocks;
   Tensor final_ln;
-  Tensor zeros;  // [d_ff] f32 zeros: the broadcast "x" of gated_add (see ffn_product)
 };
 
 bool is_act_dtype(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
@@ -156,7 +155,6 @@ Result<T5Weights> weights_from_map(const T5Config& cfg, WeightMap map) {
   }
   w.final_ln = b.vec("final_layer_norm");
   SD35_RETURN_IF_ERROR(b.status());
-  SD35_ASSIGN_OR_RETURN(w.zeros, Tensor::zeros(S{cfg.d_ff}, DType::kF32));
   return w;
 }
 
@@ -177,17 +175,6 @@ Status linear(Backend& be, Arena& arena, const Tensor& x, const T5Linear& l, con
   SD35_RETURN_IF_ERROR(be.affine(t, scale, t));
   if (act != Activation::kNone) SD35_RETURN_IF_ERROR(be.activation(t, act, t));
   return be.add(y, t, y);
-}
-
-// out = g ⊙ u for g, u, out [N, F] (the gated FFN product). The op set has no elementwise
-// multiply; gated_add computes out = x + gate·h per row, so with x a stride-0 view of a zero
-// row, gate = g and h = u it yields exactly round(g·u) (0 + g·u rounds once).
-Status ffn_product(Backend& be, const Tensor& zeros, const Tensor& g, const Tensor& u,
-                   const Tensor& out) {
-  const int64_t N = g.size(0), F = g.size(1);
-  const Tensor zero_rows = Tensor::strided_view_of(zeros.data(), DType::kF32, S{N, 1, F},
-                                                   S{0, 0, 1}, zeros.device(), zeros.owner());
-  return be.gated_add(zero_rows, g, u.reshape(S{N, 1, F}), out.reshape(S{N, 1, F}));
 }
 
 }  // namespace
@@ -341,7 +328,7 @@ Status T5Encoder::encode(
       const Tensor h2 = h.reshape(S{B * L, D});
       SD35_RETURN_IF_ERROR(linear(be, arena, h2, blk.wi0, g, Activation::kGeluTanh));
       SD35_RETURN_IF_ERROR(linear(be, arena, h2, blk.wi1, u));
-      SD35_RETURN_IF_ERROR(ffn_product(be, w.zeros, g, u, m));
+      SD35_RETURN_IF_ERROR(be.mul(g, u, m));  // the gated FFN product g ⊙ u
       SD35_RETURN_IF_ERROR(linear(be, arena, m, blk.wo, x.reshape(S{B * L, D}), Activation::kNone,
                                   /*accumulate=*/true));
     }
