@@ -187,7 +187,9 @@ Result<std::unique_ptr<TextEncoders>> TextEncoders::load(const WeightIndex& inde
   if (options.tokenizer_files) {
     files = *options.tokenizer_files;
   } else {
-    auto found = default_tokenizer_files();
+    std::vector<std::string> model_files;
+    for (const auto& f : index.files()) model_files.push_back(f->path());
+    auto found = tokenizer_files_near(model_files);
     if (!found.ok()) return found.status().with_context("tokenizer data: ");
     files = std::move(*found);
   }

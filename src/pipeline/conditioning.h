@@ -47,7 +47,8 @@ struct Conditioning {
 Result<Conditioning> conditioning_zero_out(const Conditioning& c);
 
 struct TextEncodersOptions {
-  // Tokenizer data; nullopt: default_tokenizer_files().
+  // Tokenizer data; nullopt: the files beside the models (tokenizer_files_near), else the
+  // copy the program ships.
   std::optional<TokenizerFiles> tokenizer_files;
   ConfigOverrides overrides;  // CLIP heads (tiny models without metadata)
   // Components to load when the index has them (false: treat as absent).

@@ -307,6 +307,37 @@ Result<TokenizerFiles> default_tokenizer_files() {
       tried + " (set SD35_DATA_DIR to the folder holding tokenizers/)");
 }
 
+Result<TokenizerFiles> tokenizer_files_near(const std::vector<std::string>& model_files) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  auto exists = [&](const fs::path& p) { return fs::is_regular_file(p, ec); };
+  std::optional<std::pair<std::string, std::string>> clip;
+  std::optional<std::string> t5;
+  for (const std::string& file : model_files) {
+    const fs::path dir = fs::path(file).parent_path();
+    for (const fs::path& d : {dir, dir.parent_path()}) {
+      if (d.empty()) continue;
+      for (const fs::path& c : {d / "tokenizer", d / "tokenizers" / "clip"}) {
+        if (!clip && exists(c / "vocab.json") && exists(c / "merges.txt"))
+          clip = std::make_pair((c / "vocab.json").string(), (c / "merges.txt").string());
+      }
+      for (const fs::path& t : {d / "tokenizer_3", d / "tokenizers" / "t5"}) {
+        if (!t5 && exists(t / "tokenizer.json")) t5 = (t / "tokenizer.json").string();
+      }
+    }
+  }
+  TokenizerFiles files;
+  if (!clip || !t5) {
+    SD35_ASSIGN_OR_RETURN(files, default_tokenizer_files());
+  }
+  if (clip) {
+    files.clip_vocab_json = clip->first;
+    files.clip_merges_txt = clip->second;
+  }
+  if (t5) files.t5_tokenizer_json = *t5;
+  return files;
+}
+
 SD3Tokenizer::SD3Tokenizer(std::unique_ptr<ClipTokenizer> clip, std::unique_ptr<T5Tokenizer> t5)
     : clip_(std::move(clip)), t5_(std::move(t5)) {}
 SD3Tokenizer::~SD3Tokenizer() = default;

@@ -90,6 +90,10 @@ struct TokenizerFiles {
 // Finds the shipped tokenizer data: $SD35_DATA_DIR/tokenizers, <exe>/../share/sd35/tokenizers,
 // the source tree's data/tokenizers.
 Result<TokenizerFiles> default_tokenizer_files();
+// The tokenizer files that ship with the models, else the default ones: next to each model
+// file and one folder up (a diffusers repository's tokenizer/ for CLIP and tokenizer_3/ for
+// T5, or a tokenizers/{clip,t5}/ folder), CLIP and T5 looked up independently.
+Result<TokenizerFiles> tokenizer_files_near(const std::vector<std::string>& model_files);
 
 class SD3Tokenizer {
  public:

@@ -315,5 +315,33 @@ TEST_F(TokenizerErrors, DataDirFromEnvironment) {
   }
 }
 
+// A diffusers repository ships its tokenizers: tokenizer/ (CLIP) and tokenizer_3/ (T5) one
+// folder above text_encoder*/model.safetensors. Those win over the shipped copy; a part that
+// is not there falls back to the default files.
+TEST_F(TokenizerErrors, FilesBesideTheModelsWin) {
+  fs::create_directories(dir_ / "repo/text_encoder");
+  fs::create_directories(dir_ / "repo/tokenizer");
+  write("repo/tokenizer/vocab.json", "{}");
+  write("repo/tokenizer/merges.txt", "");
+  const std::string model = (dir_ / "repo/text_encoder/model.safetensors").string();
+  auto f = tokenizer_files_near({model});
+  ASSERT_TRUE(f.ok()) << f.status().to_string();
+  EXPECT_EQ(f->clip_vocab_json, (dir_ / "repo/tokenizer/vocab.json").string());
+  EXPECT_EQ(f->clip_merges_txt, (dir_ / "repo/tokenizer/merges.txt").string());
+  auto def = default_tokenizer_files();
+  ASSERT_TRUE(def.ok());
+  EXPECT_EQ(f->t5_tokenizer_json, def->t5_tokenizer_json);  // no tokenizer_3/: the default
+
+  fs::create_directories(dir_ / "repo/tokenizer_3");
+  write("repo/tokenizer_3/tokenizer.json", "{}");
+  f = tokenizer_files_near({model});
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->t5_tokenizer_json, (dir_ / "repo/tokenizer_3/tokenizer.json").string());
+  // Models elsewhere: the shipped copy.
+  f = tokenizer_files_near({(dir_ / "elsewhere/clip_l.safetensors").string()});
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->clip_vocab_json, def->clip_vocab_json);
+}
+
 }  // namespace
 }  // namespace sd35
