@@ -1,0 +1,85 @@
+// Sampling as ComfyUI does it for SD3 (SPEC-model.md §5): torch-compatible CPU noise, the
+// discrete-flow model sampling with shift, the schedulers and the k-diffusion samplers.
+// Pure functions over host f32 tensors and a denoiser callback: samplers know nothing about
+// the MMDiT; CFG, skip-layer guidance and timestep ranges live in the denoiser (guidance.h).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string_view>
+#include <vector>
+
+#include "core/tensor.h"
+#include "sd35/status.h"
+
+namespace sd35 {
+
+// ---- noise (§5.6) -------------------------------------------------------------------------
+// torch's CPU generator: mt19937 seeded with the low 32 bits of the seed.
+class TorchGenerator {
+ public:
+  explicit TorchGenerator(uint64_t seed);
+  // torch.randn(n, dtype=float32) on the CPU: bit-exact with torch's vectorised (AVX2) kernel
+  // for numel >= 16 (and its scalar path below 16).
+  void randn(float* out, int64_t n);
+
+ private:
+  uint32_t next_u32();
+  uint32_t mt_[624];
+  int index_ = 624;
+};
+// ComfyUI prepare_noise: one randn for the whole (contiguous f32) tensor.
+Status prepare_noise(uint64_t seed, const Tensor& out);
+
+// ---- model sampling (§5.1) ------------------------------------------------------------------
+class FlowModelSampling {
+ public:
+  explicit FlowModelSampling(double shift = 3.0, double multiplier = 1000.0);
+  double shift() const { return shift_; }
+  float sigma_min() const { return sigmas_.front(); }
+  float sigma_max() const { return sigmas_.back(); }
+  const std::vector<float>& sigmas() const { return sigmas_; }  // the 1000-entry table
+  float sigma(float timestep) const;                            // f32, as ComfyUI
+  float timestep(float sigma) const;                            // sigma · multiplier
+  double percent_to_sigma(double percent) const;                // Python double
+
+ private:
+  double shift_, multiplier_;
+  std::vector<float> sigmas_;
+};
+
+// ---- schedulers (§5.4) ----------------------------------------------------------------------
+enum class Scheduler { kSimple, kSgmUniform, kNormal, kKarras, kExponential, kBeta, kDdimUniform,
+                       kLinearQuadratic };
+Result<Scheduler> scheduler_from_name(std::string_view name);  // ComfyUI's names
+std::string_view scheduler_name(Scheduler s);
+// calculate_sigmas(model_sampling, name, steps): steps+1 values ending in 0 (beta may give
+// fewer). Fails on steps < 1.
+Result<std::vector<float>> calculate_sigmas(const FlowModelSampling& ms, Scheduler s, int steps);
+// KSampler.set_steps(steps, denoise): the full schedule for denoise > 0.9999, empty for
+// denoise <= 0, else the last steps+1 sigmas of the schedule for int(steps/denoise) steps.
+Result<std::vector<float>> ksampler_sigmas(const FlowModelSampling& ms, Scheduler s, int steps,
+                                           double denoise);
+
+// ---- samplers (§5.5) ------------------------------------------------------------------------
+enum class Sampler { kEuler, kEulerAncestral, kHeun, kDpm2, kDpmpp2m, kDpmpp2mSde, kDpmppSde,
+                     kLms, kUniPc, kDdim };
+Result<Sampler> sampler_from_name(std::string_view name);  // ComfyUI's names
+std::string_view sampler_name(Sampler s);
+
+// D(x, sigma) -> denoised (the CFG'd x0 prediction), f32 tensors shaped like x.
+using Denoiser = std::function<Status(const Tensor& x, float sigma, const Tensor& denoised)>;
+
+struct SampleOptions {
+  uint64_t seed = 0;  // for the ancestral / SDE noise samplers (ComfyUI: seed + 1 on the CPU)
+  // Called after each step (1-based step, total); may be empty.
+  std::function<void(int step, int total)> progress;
+  // Checked before each model call; true stops sampling with a kCancelled Status.
+  std::function<bool()> cancelled;
+};
+
+// Runs the sampler over `sigmas` on x (in place, contiguous f32 [B, C, H, W]).
+Status sample(Sampler sampler, const Denoiser& denoiser, const Tensor& x,
+              const std::vector<float>& sigmas, const SampleOptions& options = {});
+
+}  // namespace sd35
