@@ -5,6 +5,7 @@ list(APPEND SD35_ENGINE_SOURCES
   src/weights/weight_index.cpp
   src/weights/model_configs.cpp
   src/weights/weight_specs.cpp
+  src/weights/weight_binder.cpp
 )
 list(APPEND SD35_CLI_SOURCES
   src/cli/main.cpp

@@ -7,6 +7,7 @@
 #include <tuple>
 #include <vector>
 
+#include "weights/weight_binder.h"
 #include "weights/weight_index.h"
 #include "weights/weight_specs.h"
 
@@ -38,56 +39,13 @@ struct ClipWeights {
   Tensor projection;  // [P, W] (no bias); undefined when the file has none
 };
 
-bool is_act_dtype(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
-
-// Norm parameters, biases and the position table go through elementwise ops that take only
-// activation dtypes; an fp8 file may store them as fp8, so those (small) vectors are widened
-// to an owned f32 copy once at load. Matrices stay in their stored dtype (gemm converts).
-Result<Tensor> widen(const Tensor& t) {
-  if (!t.defined() || is_act_dtype(t.dtype())) return t;
-  SD35_ASSIGN_OR_RETURN(Tensor out, Tensor::zeros(t.shape(), DType::kF32));
-  float* dst = out.data_as<float>();
-  for (int64_t i = 0; i < t.numel(); ++i) dst[i] = load_as_f32(t.data(), t.dtype(), i);
-  return out;
-}
-
-class Binder {
+class Binder : public WeightBinder {
  public:
-  explicit Binder(WeightMap& map) : map_(map) {}
-  Tensor take(const std::string& field, bool required = true, bool vector = false) {
-    auto it = map_.find(field);
-    if (it == map_.end()) {
-      if (required) missing_.push_back(field);
-      return Tensor();
-    }
-    Tensor t = std::move(it->second);
-    map_.erase(it);
-    if (vector) {
-      auto w = widen(t);
-      if (!w.ok()) {
-        if (status_.ok()) status_ = w.status();
-        return Tensor();
-      }
-      t = std::move(*w);
-    }
-    return t;
-  }
-  Tensor vec(const std::string& field) { return take(field, true, true); }
+  explicit Binder(WeightMap& map) : WeightBinder(map, "CLIP") {}
+  Tensor vec(const std::string& field) { return take_vector(field); }
   ClipLinear linear(const std::string& field) {
-    return {take(field + ".w"), take(field + ".b", /*required=*/true, /*vector=*/true)};
+    return {take(field + ".w"), take_vector(field + ".b")};
   }
-  Status status() const {
-    if (!status_.ok()) return status_;
-    if (missing_.empty()) return ok_status();
-    std::string names;
-    for (const auto& m : missing_) names += (names.empty() ? "" : ", ") + m;
-    return internal_error("CLIP: bound weights lack fields: " + names);
-  }
-
- private:
-  WeightMap& map_;
-  std::vector<std::string> missing_;
-  Status status_;
 };
 
 Result<ClipWeights> weights_from_map(const ClipConfig& cfg, WeightMap map) {

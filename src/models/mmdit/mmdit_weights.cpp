@@ -3,23 +3,15 @@
 #include <set>
 #include <string>
 
+#include "weights/weight_binder.h"
+
 namespace sd35::mmdit {
 namespace {
 
-class Binder {
+class Binder : public WeightBinder {
  public:
-  explicit Binder(WeightMap& map) : map_(map) {}
+  explicit Binder(WeightMap& map) : WeightBinder(map, "MMDiT") {}
 
-  Tensor take(const std::string& field, bool required = true) {
-    auto it = map_.find(field);
-    if (it == map_.end()) {
-      if (required) missing_.push_back(field);
-      return Tensor();
-    }
-    Tensor t = std::move(it->second);
-    map_.erase(it);
-    return t;
-  }
   Linear linear(const std::string& field) {
     Linear l;
     l.w = take(field + ".w");
@@ -40,16 +32,6 @@ class Binder {
     if (with_proj) a.proj = linear(field + ".proj");
     return a;
   }
-  Status status() const {
-    if (missing_.empty()) return ok_status();
-    std::string names;
-    for (const auto& m : missing_) names += (names.empty() ? "" : ", ") + m;
-    return internal_error("MMDiT: bound weights lack fields: " + names);
-  }
-
- private:
-  WeightMap& map_;
-  std::vector<std::string> missing_;
 };
 
 }  // namespace

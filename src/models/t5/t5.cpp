@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "weights/weight_binder.h"
 #include "weights/weight_index.h"
 #include "weights/weight_specs.h"
 
@@ -51,42 +52,12 @@ struct T5Weights {
   Tensor final_ln;
 };
 
-bool is_act_dtype(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
 bool is_fp8(DType t) { return t == DType::kF8E4M3FN || t == DType::kF8E5M2; }
 
-// RMSNorm weights go through an op that takes activation dtypes only; an fp8 file may store
-// them as fp8, so those vectors are widened to an owned f32 copy at load.
-Result<Tensor> widen(const Tensor& t) {
-  if (is_act_dtype(t.dtype())) return t;
-  SD35_ASSIGN_OR_RETURN(Tensor out, Tensor::zeros(t.shape(), DType::kF32));
-  float* dst = out.data_as<float>();
-  for (int64_t i = 0; i < t.numel(); ++i) dst[i] = load_as_f32(t.data(), t.dtype(), i);
-  return out;
-}
-
-class Binder {
+class Binder : public WeightBinder {
  public:
-  Binder(WeightMap& map, bool scaled_fp8) : map_(map), scaled_fp8_(scaled_fp8) {}
-  Tensor take(const std::string& field, bool required = true) {
-    auto it = map_.find(field);
-    if (it == map_.end()) {
-      if (required) missing_.push_back(field);
-      return Tensor();
-    }
-    Tensor t = std::move(it->second);
-    map_.erase(it);
-    return t;
-  }
-  Tensor vec(const std::string& field) {
-    Tensor t = take(field);
-    if (!t.defined()) return t;
-    auto w = widen(t);
-    if (!w.ok()) {
-      if (status_.ok()) status_ = w.status();
-      return Tensor();
-    }
-    return *w;
-  }
+  Binder(WeightMap& map, bool scaled_fp8) : WeightBinder(map, "T5"), scaled_fp8_(scaled_fp8) {}
+  Tensor vec(const std::string& field) { return take_vector(field); }
   // `canonical`: the layer's SAI name, under which its scale_weight is bound.
   T5Linear linear(const std::string& field, const std::string& canonical) {
     T5Linear l;
@@ -96,32 +67,20 @@ class Binder {
     // without one keeps its default of 1. Without the marker the key is unused, as in ComfyUI.
     if (scaled_fp8_ && s.defined()) {
       if (s.numel() != 1) {
-        if (status_.ok())
-          status_ = invalid_argument("T5: " + canonical + ".scale_weight must be a scalar, got " +
-                                     s.describe());
+        fail(invalid_argument("T5: " + canonical + ".scale_weight must be a scalar, got " +
+                              s.describe()));
       } else {
         l.scale = load_as_f32(s.data(), s.dtype(), 0);
         l.scaled = true;
-        if (!std::isfinite(l.scale) && status_.ok()) {
-          status_ = invalid_argument("T5: " + canonical + ".scale_weight is not finite");
-        }
+        if (!std::isfinite(l.scale))
+          fail(invalid_argument("T5: " + canonical + ".scale_weight is not finite"));
       }
     }
     return l;
   }
-  Status status() const {
-    if (!status_.ok()) return status_;
-    if (missing_.empty()) return ok_status();
-    std::string names;
-    for (const auto& m : missing_) names += (names.empty() ? "" : ", ") + m;
-    return internal_error("T5: bound weights lack fields: " + names);
-  }
 
  private:
-  WeightMap& map_;
   bool scaled_fp8_;
-  std::vector<std::string> missing_;
-  Status status_;
 };
 
 Result<T5Weights> weights_from_map(const T5Config& cfg, WeightMap map) {
