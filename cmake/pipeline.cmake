@@ -2,3 +2,8 @@
 list(APPEND SD35_ENGINE_SOURCES
   src/pipeline/conditioning.cpp
 )
+# Engine: loads the models once; txt2img / img2img stage functions (src/pipeline/engine.h).
+list(APPEND SD35_ENGINE_SOURCES
+  src/pipeline/engine.cpp
+  src/io/png.cpp
+)

@@ -15,8 +15,10 @@ include(cmake/tests_models_text.cmake OPTIONAL)
 include(cmake/tests_golden.cmake OPTIONAL)
 include(cmake/tests_text.cmake OPTIONAL)
 include(cmake/tests_pipeline.cmake OPTIONAL)
+include(cmake/tests_sampling.cmake OPTIONAL)
 
 # ISA-specific objects must not export weak symbols (see scripts/check_isa_objects.sh).
 add_test(NAME isa_objects_have_no_weak_symbols
          COMMAND ${CMAKE_SOURCE_DIR}/scripts/check_isa_objects.sh $<TARGET_OBJECTS:sd35_engine>)
 set_tests_properties(isa_objects_have_no_weak_symbols PROPERTIES LABELS unit)
+include(cmake/tests_engine.cmake OPTIONAL)

@@ -18,4 +18,11 @@ list(APPEND SD35_CLI_SOURCES
   src/cli/golden_tokenizer.cpp
   src/cli/golden_text.cpp
   src/cli/golden_cond.cpp
+  src/cli/golden_noise.cpp
+  src/cli/golden_schedule.cpp
+)
+# sd35 generate and the end-to-end golden stage (src/pipeline/engine.h).
+list(APPEND SD35_CLI_SOURCES
+  src/cli/generate.cpp
+  src/cli/golden_pipeline.cpp
 )

@@ -18,6 +18,7 @@ PACKAGES=(
   nlohmann-json3-dev  # JSON (safetensors headers, configs, API)
   libcli11-dev      # command-line parsing for the sd35 command
   libicu-dev        # Unicode data for the tokenizers (NFC, case mapping, categories, graphemes)
+  libpng-dev        # PNG images (sd35 generate output, img2img input)
   googletest        # unit tests (GoogleTest/GoogleMock sources)
   libgtest-dev
 )

@@ -11,5 +11,6 @@ namespace sd35::cli {
 void register_inspect(CLI::App& app, int& exit_code);
 void register_golden(CLI::App& app, int& exit_code);
 void register_make_random_checkpoint(CLI::App& app, int& exit_code);
+void register_generate(CLI::App& app, int& exit_code);
 
 }  // namespace sd35::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   sd35::cli::register_inspect(app, exit_code);
   sd35::cli::register_golden(app, exit_code);
   sd35::cli::register_make_random_checkpoint(app, exit_code);
+  sd35::cli::register_generate(app, exit_code);
   try {
     CLI11_PARSE(app, argc, argv);
   } catch (const std::exception& e) {

@@ -1,0 +1,451 @@
+// Engine: loading and the stage functions (see engine.h). The sampling math follows
+// ComfyUI's KSampler path in f32 (SPEC-model.md §5.2, §5.3, §5.7) so that the tiny-model
+// goldens match within the pipeline tolerance.
+#include "pipeline/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <span>
+
+#include "core/cpu_features.h"
+#include "models/mmdit/mmdit.h"
+#include "models/vae/vae.h"
+#include "sampling/guidance.h"
+
+namespace sd35 {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+Result<std::unique_ptr<Backend>> make_backend(const std::string& name, int threads) {
+  std::unique_ptr<Backend> b;
+  if (name == "cpu")
+    b = make_cpu_backend(threads);
+  else if (name == "reference")
+    b = make_reference_backend();
+  else
+    return invalid_argument("backend must be cpu or reference, not '" + name + "'");
+  if (!b) return unsupported("backend '" + name + "' is not available");
+  return b;
+}
+
+// An owned contiguous f32 copy (the stages hand owned tensors between them, so a caller's
+// buffers are never written and arena memory never escapes a stage).
+Result<Tensor> owned_f32(Backend& backend, const Tensor& t) {
+  SD35_ASSIGN_OR_RETURN(Tensor out, Tensor::zeros(t.shape(), DType::kF32));
+  SD35_RETURN_IF_ERROR(backend.copy(t, out));
+  return out;
+}
+
+// [1, ...] repeated n times along dim 0 into rows [offset, offset + n) of `dst`.
+void repeat_into(const Tensor& src, const Tensor& dst, int64_t offset, int64_t n) {
+  const size_t row = size_t(src.numel()) * sizeof(float);
+  for (int64_t i = 0; i < n; ++i)
+    std::memcpy(dst.data_as<char>() + size_t(offset + i) * row, src.data(), row);
+}
+
+Status check_conditioning(const Conditioning& c, const MMDiTConfig& cfg, const char* which) {
+  if (c.context.ndim() != 3 || c.context.size(0) != 1 || c.context.size(2) != cfg.context_dim ||
+      c.context.dtype() != DType::kF32 || !c.context.is_contiguous())
+    return invalid_argument(std::string(which) + " context must be contiguous f32 [1, L, " +
+                            std::to_string(cfg.context_dim) + "], got " + c.context.describe());
+  if (c.pooled.ndim() != 2 || c.pooled.size(0) != 1 || c.pooled.size(1) != cfg.adm_in_channels ||
+      c.pooled.dtype() != DType::kF32 || !c.pooled.is_contiguous())
+    return invalid_argument(std::string(which) + " pooled must be contiguous f32 [1, " +
+                            std::to_string(cfg.adm_in_channels) + "], got " + c.pooled.describe());
+  return ok_status();
+}
+
+}  // namespace
+
+EngineOptions EngineOptions::with_defaults() {
+  EngineOptions o;
+  o.compute = preferred_cpu_compute_dtype();
+  return o;
+}
+
+Result<DType> compute_dtype_from_name(std::string_view name) {
+  if (name == "f32") return DType::kF32;
+  if (name == "bf16") return DType::kBF16;
+  return invalid_argument("compute dtype must be f32 or bf16, not '" + std::string(name) + "'");
+}
+
+Engine::~Engine() = default;
+
+Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& options) {
+  const auto t0 = Clock::now();
+  if (options.models.empty()) return invalid_argument("no model files given");
+  if (options.compute != DType::kF32 && options.compute != DType::kBF16)
+    return invalid_argument("compute dtype must be f32 or bf16");
+  // Fail early on a bad backend name, before minutes of loading.
+  SD35_ASSIGN_OR_RETURN(auto probe, make_backend(options.backend, 1));
+  probe.reset();
+
+  std::unique_ptr<Engine> e(new Engine());
+  e->options_ = options;
+  SD35_ASSIGN_OR_RETURN(e->index_, WeightIndex::open(options.models));
+  if (!e->index_->has(Component::kMMDiT))
+    return not_found("the model files hold no MMDiT (diffusion model) weights");
+  if (!e->index_->has(Component::kVAE)) return not_found("the model files hold no VAE weights");
+  auto mmdit = MMDiT::load(*e->index_);
+  if (!mmdit.ok()) return mmdit.status().with_context("loading the MMDiT: ");
+  e->mmdit_ = std::move(mmdit).value();
+  auto vae = VAE::load(*e->index_);
+  if (!vae.ok()) return vae.status().with_context("loading the VAE: ");
+  e->vae_ = std::move(vae).value();
+  if (!e->vae_->has_decoder()) return not_found("the VAE has no decoder weights");
+  TextEncodersOptions to;
+  to.tokenizer_files = options.tokenizer_files;
+  to.t5 = options.load_t5;
+  auto text = TextEncoders::load(*e->index_, to);
+  if (!text.ok()) return text.status().with_context("loading the text encoders: ");
+  e->text_ = std::move(text).value();
+  e->load_s_ = seconds_since(t0);
+  return e;
+}
+
+Result<std::unique_ptr<Workspace>> Engine::make_workspace(PromptCache* cache) const {
+  SD35_ASSIGN_OR_RETURN(auto backend, make_backend(options_.backend, options_.threads));
+  return std::unique_ptr<Workspace>(new Workspace(std::move(backend), cache));
+}
+
+Result<Conditioning> Engine::encode_prompt(Workspace& ws, std::string_view text,
+                                           bool use_t5) const {
+  if (ws.cancel.load()) return cancelled("job cancelled");
+  const auto t0 = Clock::now();
+  const MMDiTConfig& cfg = mmdit_->config();
+  EncodeOptions eo;
+  eo.use_t5 = use_t5;
+  // The MMDiT's widths, so that absent encoders are zero-padded to what it expects.
+  eo.context_dim = cfg.context_dim;
+  eo.pooled_dim = cfg.adm_in_channels;
+  eo.cache = ws.prompt_cache();
+  auto c = sd35::encode_prompt(ws.backend(), ws.arena(), *text_, text, eo);
+  ws.timings.encode_prompt_s += seconds_since(t0);
+  if (!c.ok()) return c.status().with_context("encoding the prompt: ");
+  return c;
+}
+
+Result<Tensor> Engine::empty_latent(int width, int height, int batch) const {
+  // EmptySD3LatentImage: sizes in steps of 16, min 16 (comfy_extras/nodes_sd3.py).
+  if (width < 16 || height < 16 || width % 16 || height % 16)
+    return invalid_argument("width and height must be multiples of 16 (at least 16), got " +
+                            std::to_string(width) + "x" + std::to_string(height));
+  if (width > 16384 || height > 16384)
+    return invalid_argument("width and height must be at most 16384");
+  if (batch < 1 || batch > 64) return invalid_argument("batch must be in [1, 64]");
+  const int f = vae_->scale_factor();
+  return Tensor::zeros({batch, mmdit_->config().in_channels, height / f, width / f}, DType::kF32);
+}
+
+Result<Tensor> Engine::vae_encode(Workspace& ws, const Tensor& image_u8) const {
+  if (ws.cancel.load()) return cancelled("job cancelled");
+  if (!vae_->has_encoder()) return unsupported("the VAE has no encoder weights (img2img)");
+  Tensor img = image_u8.ndim() == 3 ? image_u8.unsqueeze(0) : image_u8;
+  if (img.ndim() != 4 || img.dtype() != DType::kU8 || img.size(3) != 3 || !img.is_contiguous())
+    return invalid_argument("image must be contiguous uint8 [B, H, W, 3], got " +
+                            image_u8.describe());
+  const int f = vae_->scale_factor();
+  const int64_t B = img.size(0), H0 = img.size(1), W0 = img.size(2);
+  const int64_t H = H0 / f * f, W = W0 / f * f;
+  if (H < f || W < f) return invalid_argument("image is smaller than the VAE's 8x8 pixels");
+  // ComfyUI VAEEncode crops to multiples of 8 around the centre (offset = remainder / 2).
+  const int64_t oy = (H0 - H) / 2, ox = (W0 - W) / 2;
+  const auto t0 = Clock::now();
+  SD35_ASSIGN_OR_RETURN(Tensor pixels, Tensor::zeros({B, 3, H, W}, DType::kF32));
+  const uint8_t* s = img.data_as<const uint8_t>();
+  float* d = pixels.data_as<float>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t y = 0; y < H; ++y)
+      for (int64_t x = 0; x < W; ++x)
+        for (int64_t c = 0; c < 3; ++c) {
+          // LoadImage: u8 / 255 (f32); VAE.encode's process_input: 2p − 1.
+          const float p = float(s[((b * H0 + y + oy) * W0 + x + ox) * 3 + c]) / 255.0f;
+          d[((b * 3 + c) * H + y) * W + x] = p * 2.0f - 1.0f;
+        }
+  const int64_t z = vae_->config().z_channels;
+  SD35_ASSIGN_OR_RETURN(Tensor mean, Tensor::zeros({B, z, H / f, W / f}, DType::kF32));
+  VAEOptions vo;
+  vo.compute = options_.compute;
+  {
+    ArenaScope scope(ws.arena());
+    SD35_RETURN_IF_ERROR(vae_->encode(ws.backend(), ws.arena(), pixels, mean, nullptr, vo));
+  }
+  SD35_ASSIGN_OR_RETURN(Tensor latent, Tensor::zeros(mean.shape(), DType::kF32));
+  SD35_RETURN_IF_ERROR(sd3_vae_to_latent(ws.backend(), mean, latent));
+  ws.timings.vae_encode_s += seconds_since(t0);
+  return latent;
+}
+
+Result<Tensor> Engine::sample(Workspace& ws, const Conditioning& positive,
+                              const Conditioning& negative, const Tensor& latent,
+                              const SampleParams& p) const {
+  const MMDiTConfig& cfg = mmdit_->config();
+  if (latent.ndim() != 4 || latent.size(1) != cfg.in_channels || latent.numel() == 0)
+    return invalid_argument("latent must be [B, " + std::to_string(cfg.in_channels) +
+                            ", h, w], got " + latent.describe());
+  if (p.steps < 1 || p.steps > 10000) return invalid_argument("steps must be in [1, 10000]");
+  if (!std::isfinite(p.cfg) || p.cfg < 0 || p.cfg > 100)
+    return invalid_argument("cfg must be in [0, 100]");
+  if (!std::isfinite(p.denoise)) return invalid_argument("denoise must be finite");
+  if (!(p.shift > 0) || !std::isfinite(p.shift)) return invalid_argument("shift must be > 0");
+  SD35_RETURN_IF_ERROR(check_conditioning(positive, cfg, "positive"));
+  SD35_RETURN_IF_ERROR(check_conditioning(negative, cfg, "negative"));
+  if (ws.cancel.load()) return cancelled("job cancelled");
+
+  const auto t0 = Clock::now();
+  Backend& backend = ws.backend();
+  FlowModelSampling ms(p.shift);
+  std::vector<float> sigmas;
+  if (p.sigmas) {
+    sigmas = *p.sigmas;
+    for (float v : sigmas)
+      if (!std::isfinite(v) || v < 0) return invalid_argument("sigmas must be finite and >= 0");
+  } else {
+    SD35_ASSIGN_OR_RETURN(sigmas, ksampler_sigmas(ms, p.scheduler, p.steps, p.denoise,
+                                                  discards_penultimate_sigma(p.sampler)));
+  }
+  SD35_ASSIGN_OR_RETURN(Tensor lat, owned_f32(backend, latent));
+  if (sigmas.empty()) return lat;  // denoise <= 0: KSampler returns the input
+
+  const int64_t B = lat.size(0), n = lat.numel();
+  SD35_ASSIGN_OR_RETURN(Tensor x, Tensor::zeros(lat.shape(), DType::kF32));
+  {
+    // prepare_noise over the whole batch (one randn), then CONST.noise_scaling in f32.
+    Tensor noise;
+    if (p.noise.defined()) {
+      if (p.noise.shape() != lat.shape())
+        return invalid_argument("noise must be shaped like the latent " + lat.shape().to_string() +
+                                ", got " + p.noise.describe());
+      SD35_ASSIGN_OR_RETURN(noise, owned_f32(backend, p.noise));
+    } else {
+      SD35_ASSIGN_OR_RETURN(noise, Tensor::zeros(lat.shape(), DType::kF32));
+      SD35_RETURN_IF_ERROR(prepare_noise(p.seed, noise));
+    }
+    const float s0 = sigmas.front();
+    const float* nz = noise.data_as<const float>();
+    const float* l = lat.data_as<const float>();
+    float* xp = x.data_as<float>();
+    for (int64_t i = 0; i < n; ++i) xp[i] = s0 * nz[i] + (1.0f - s0) * l[i];
+  }
+
+  // math.isclose(cfg, 1.0): the uncond pass is skipped (ComfyUI sampling_function).
+  const bool use_uncond = std::fabs(p.cfg - 1.0) > 1e-9 * std::max(1.0, std::fabs(p.cfg));
+  // cond and uncond run as one forward of 2B when their shapes agree (calc_cond_batch).
+  const bool batched = use_uncond && positive.context.shape() == negative.context.shape() &&
+                       positive.pooled.shape() == negative.pooled.shape();
+  const int64_t passes_rows = batched ? 2 * B : B;
+  const Shape xs = lat.shape();
+  Shape in_shape = xs;
+  in_shape[0] = passes_rows;
+  auto make_ctx = [&](const Conditioning& c0, const Conditioning* c1, Tensor& ctx,
+                      Tensor& y) -> Status {
+    const int64_t rows = c1 ? 2 * B : B;
+    SD35_ASSIGN_OR_RETURN(
+        ctx, Tensor::zeros({rows, c0.context.size(1), c0.context.size(2)}, DType::kF32));
+    SD35_ASSIGN_OR_RETURN(y, Tensor::zeros({rows, c0.pooled.size(1)}, DType::kF32));
+    repeat_into(c0.context, ctx, 0, B);
+    repeat_into(c0.pooled, y, 0, B);
+    if (c1) {
+      repeat_into(c1->context, ctx, B, B);
+      repeat_into(c1->pooled, y, B, B);
+    }
+    return ok_status();
+  };
+  // ctx_c/ctx_u: each side alone (B rows); ctx_a: [cond; uncond] for the batched pass.
+  Tensor ctx_a, y_a, ctx_c, y_c, ctx_u, y_u;
+  SD35_RETURN_IF_ERROR(make_ctx(positive, nullptr, ctx_c, y_c));
+  SD35_RETURN_IF_ERROR(make_ctx(negative, nullptr, ctx_u, y_u));
+  if (batched) SD35_RETURN_IF_ERROR(make_ctx(positive, &negative, ctx_a, y_a));
+  SD35_ASSIGN_OR_RETURN(Tensor x_in, Tensor::zeros(in_shape, DType::kF32));
+  SD35_ASSIGN_OR_RETURN(Tensor v_out, Tensor::zeros(in_shape, DType::kF32));
+  SD35_ASSIGN_OR_RETURN(Tensor ts, Tensor::zeros({passes_rows}, DType::kF32));
+  SD35_ASSIGN_OR_RETURN(Tensor d_cond, Tensor::zeros(xs, DType::kF32));
+  SD35_ASSIGN_OR_RETURN(Tensor d_uncond, Tensor::zeros(xs, DType::kF32));
+  SD35_ASSIGN_OR_RETURN(Tensor x_cached, Tensor::zeros(xs, DType::kF32));
+
+  // One model evaluation: rows [0, B) (and [B, 2B) when batched) of x_in/v_out hold x.
+  auto run_model = [&](const Tensor& xcur, float sigma, const Tensor& ctx, const Tensor& y,
+                       int64_t rows, std::span<const int> skip) -> Status {
+    const size_t bytes = size_t(n) * sizeof(float);
+    for (int64_t r = 0; r < rows; r += B)
+      std::memcpy(x_in.data_as<char>() + size_t(r / B) * bytes, xcur.data(), bytes);
+    const float t = ms.timestep(sigma);
+    for (int64_t r = 0; r < rows; ++r) ts.data_as<float>()[r] = t;
+    MMDiTOptions mo;
+    mo.compute = options_.compute;
+    mo.skip_layers.assign(skip.begin(), skip.end());
+    Tensor xi = x_in.slice(0, 0, rows), vo = v_out.slice(0, 0, rows);
+    ArenaScope scope(ws.arena());
+    ++ws.timings.model_calls;
+    return mmdit_->forward(backend, ws.arena(), MMDiTInputs{xi, ts.slice(0, 0, rows), ctx, y}, vo,
+                           mo);
+  };
+  // CONST.calculate_denoised: x − v·σ in f32, from rows [row0, row0 + B) of v_out.
+  auto to_denoised = [&](const Tensor& xcur, float sigma, int64_t row0, const Tensor& out) {
+    const float* xp = xcur.data_as<const float>();
+    const float* v = v_out.data_as<const float>() + row0 * (n / B);
+    float* o = out.data_as<float>();
+    for (int64_t i = 0; i < n; ++i) o[i] = xp[i] - v[i] * sigma;
+  };
+  // The guidance wrapper asks for one condition at a time (cond first, then uncond at the
+  // same x and σ). When both sides batch, the cond request runs the 2B forward and keeps the
+  // uncond half for the request that follows; the cache is keyed on σ and x's contents, so a
+  // different request never gets a stale result.
+  bool cache_valid = false;
+  float cache_sigma = 0;
+  ModelCall model = [&](const Tensor& xcur, float sigma, int cond_index, std::span<const int> skip,
+                        const Tensor& out) -> Status {
+    if (ws.cancel.load()) return cancelled("job cancelled");
+    if (!xcur.is_contiguous() || xcur.numel() != n || !out.is_contiguous() || out.numel() != n)
+      return internal_error("sampler passed a non-contiguous or mis-sized state");
+    const size_t bytes = size_t(n) * sizeof(float);
+    const bool plain = skip.empty();
+    if (cond_index == 1 && plain && cache_valid && cache_sigma == sigma &&
+        std::memcmp(x_cached.data(), xcur.data(), bytes) == 0) {
+      cache_valid = false;
+      std::memcpy(out.data(), d_uncond.data(), bytes);
+      return ok_status();
+    }
+    cache_valid = false;
+    if (cond_index == 0 && plain && batched) {
+      SD35_RETURN_IF_ERROR(run_model(xcur, sigma, ctx_a, y_a, 2 * B, skip));
+      to_denoised(xcur, sigma, 0, d_cond);
+      to_denoised(xcur, sigma, B, d_uncond);
+      std::memcpy(out.data(), d_cond.data(), bytes);
+      std::memcpy(x_cached.data(), xcur.data(), bytes);
+      cache_sigma = sigma;
+      cache_valid = true;
+      return ok_status();
+    }
+    const bool cond = cond_index == 0;
+    SD35_RETURN_IF_ERROR(run_model(xcur, sigma, cond ? ctx_c : ctx_u, cond ? y_c : y_u, B, skip));
+    to_denoised(xcur, sigma, 0, out);
+    // Kept for the observer (the SLG pass is not a side's prediction).
+    if (plain) std::memcpy((cond ? d_cond : d_uncond).data(), out.data(), bytes);
+    return ok_status();
+  };
+
+  GuidanceOptions go;
+  go.positive = {GuidanceCondition{0}};
+  go.negative = {GuidanceCondition{1}};
+  go.cfg = p.cfg;
+  go.slg = p.slg;
+  for (int l : go.slg.layers)
+    if (l < 0 || l >= cfg.depth)
+      return invalid_argument("skip-layer guidance layer " + std::to_string(l) +
+                              " is outside the MMDiT's " + std::to_string(cfg.depth) +
+                              " joint blocks");
+  SD35_ASSIGN_OR_RETURN(Denoiser guided, make_guidance_denoiser(model, ms, go));
+  int call = 0;
+  Denoiser denoiser = [&](const Tensor& xcur, float sigma, const Tensor& denoised) -> Status {
+    if (ws.cancel.load()) return cancelled("job cancelled");
+    SD35_RETURN_IF_ERROR(guided(xcur, sigma, denoised));
+    if (p.observe) {
+      DenoiseStep s;
+      s.call = call;
+      s.sigma = sigma;
+      s.x = &xcur;
+      s.denoised_cond = &d_cond;
+      s.denoised_uncond = use_uncond ? &d_uncond : nullptr;
+      s.denoised = &denoised;
+      p.observe(s);
+    }
+    ++call;
+    return ok_status();
+  };
+
+  SampleOptions so;
+  so.seed = p.seed;
+  ws.timings.step_s.clear();
+  auto step_t0 = Clock::now();
+  so.progress = [&](int step, int total) {
+    ws.timings.step_s.push_back(seconds_since(step_t0));
+    step_t0 = Clock::now();
+    if (ws.progress) ws.progress(step, total);
+  };
+  so.cancelled = [&ws] { return ws.cancel.load(); };
+  Status st = sd35::sample(p.sampler, denoiser, x, sigmas, so);
+  ws.timings.sample_s += seconds_since(t0);
+  if (!st.ok()) return st;
+  // inverse_noise_scaling with σ_last (an exact identity when the schedule ends at 0).
+  const float last = sigmas.back();
+  if (last != 0.0f) {
+    float* xp = x.data_as<float>();
+    for (int64_t i = 0; i < n; ++i) xp[i] = xp[i] / (1.0f - last);
+  }
+  return x;
+}
+
+Result<Tensor> Engine::vae_decode(Workspace& ws, const Tensor& latent) const {
+  if (ws.cancel.load()) return cancelled("job cancelled");
+  const int64_t z = vae_->config().z_channels;
+  if (latent.ndim() != 4 || latent.size(1) != z || latent.numel() == 0)
+    return invalid_argument("latent must be [B, " + std::to_string(z) + ", h, w], got " +
+                            latent.describe());
+  const auto t0 = Clock::now();
+  Backend& backend = ws.backend();
+  SD35_ASSIGN_OR_RETURN(Tensor vae_latent, Tensor::zeros(latent.shape(), DType::kF32));
+  SD35_RETURN_IF_ERROR(sd3_latent_to_vae(backend, latent, vae_latent));
+  const int f = vae_->scale_factor();
+  const int64_t B = latent.size(0), H = latent.size(2) * f, W = latent.size(3) * f;
+  SD35_ASSIGN_OR_RETURN(Tensor raw, Tensor::zeros({B, 3, H, W}, DType::kF32));
+  VAEOptions vo;
+  vo.compute = options_.compute;
+  {
+    ArenaScope scope(ws.arena());
+    SD35_RETURN_IF_ERROR(vae_->decode(backend, ws.arena(), vae_latent, raw, vo));
+  }
+  SD35_ASSIGN_OR_RETURN(Tensor image, Tensor::zeros({B, H, W, 3}, DType::kU8));
+  const float* r = raw.data_as<const float>();
+  uint8_t* o = image.data_as<uint8_t>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < 3; ++c)
+      for (int64_t y = 0; y < H; ++y)
+        for (int64_t x = 0; x < W; ++x) {
+          // clamp((raw + 1) / 2, 0, 1), then SaveImage's clip(255·v).astype(uint8): truncation.
+          float v = (r[((b * 3 + c) * H + y) * W + x] + 1.0f) / 2.0f;
+          v = std::isnan(v) ? 0.0f : std::clamp(v, 0.0f, 1.0f);
+          o[((b * H + y) * W + x) * 3 + c] = uint8_t(std::clamp(255.0f * v, 0.0f, 255.0f));
+        }
+  ws.timings.vae_decode_s += seconds_since(t0);
+  return image;
+}
+
+Result<GenerateResult> Engine::generate(Workspace& ws, const GenerateParams& gp) const {
+  const auto t0 = Clock::now();
+  ws.timings = Timings{};
+  if (gp.batch < 1 || gp.batch > 64) return invalid_argument("batch must be in [1, 64]");
+  Tensor latent;
+  if (gp.init_image.defined()) {
+    SD35_ASSIGN_OR_RETURN(Tensor one, vae_encode(ws, gp.init_image));
+    if (one.size(0) == gp.batch) {
+      latent = one;
+    } else if (one.size(0) == 1) {
+      // One input image, several outputs: the same latent per batch entry (distinct noise).
+      Shape s = one.shape();
+      s[0] = gp.batch;
+      SD35_ASSIGN_OR_RETURN(latent, Tensor::zeros(s, DType::kF32));
+      repeat_into(one, latent, 0, gp.batch);
+    } else {
+      return invalid_argument("the init image batch does not match the batch size");
+    }
+  } else {
+    SD35_ASSIGN_OR_RETURN(latent, empty_latent(gp.width, gp.height, gp.batch));
+  }
+  SD35_ASSIGN_OR_RETURN(Conditioning pos, encode_prompt(ws, gp.prompt, gp.use_t5));
+  SD35_ASSIGN_OR_RETURN(Conditioning neg, encode_prompt(ws, gp.negative, gp.use_t5));
+  GenerateResult out;
+  SD35_ASSIGN_OR_RETURN(out.latent, sample(ws, pos, neg, latent, gp.sample));
+  SD35_ASSIGN_OR_RETURN(out.image, vae_decode(ws, out.latent));
+  ws.timings.total_s = seconds_since(t0);
+  out.timings = ws.timings;
+  return out;
+}
+
+}  // namespace sd35

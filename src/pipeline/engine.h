@@ -1,0 +1,183 @@
+// Engine: the models of one SD3.5 model set, loaded once and immutable afterwards, and the
+// stage functions of a ComfyUI txt2img / img2img graph (SPEC-model.md §5.7):
+//
+//   encode_prompt  (CLIPTextEncode)        -> Conditioning
+//   empty_latent   (EmptySD3LatentImage)   -> zeros [B, 16, H/8, W/8], model latent space
+//   vae_encode     (LoadImage + VAEEncode) -> mean latent with process_in applied
+//   sample         (KSampler)              -> model-space latent
+//   vae_decode     (VAEDecode + SaveImage) -> uint8 [B, H, W, 3]
+//
+// Latents passed between stages are always in the *model* latent space ((z − shift)·scale);
+// the all-zero empty latent is used as is, exactly as ComfyUI skips process_in for it.
+//
+// Every method is const. Concurrency: each concurrent job brings its own Workspace (backend
+// instance, scratch arena, progress/cancel, timings); the engine itself holds no per-job
+// state, so two jobs (or two engines) never influence each other.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/arena.h"
+#include "core/tensor.h"
+#include "pipeline/conditioning.h"
+#include "sampling/guidance.h"
+#include "sampling/sampling.h"
+#include "sd35/status.h"
+#include "weights/weight_index.h"
+
+namespace sd35 {
+
+class MMDiT;
+class VAE;
+
+struct EngineOptions {
+  // Checkpoint, text-encoder files (with optional forced roles) or one folder.
+  std::vector<WeightInput> models;
+  std::string backend = "cpu";  // "cpu" or "reference"
+  // Activation precision of the MMDiT and the VAE (text encoders compute in f32).
+  DType compute = DType::kF32;  // load() callers usually pass preferred_cpu_compute_dtype()
+  int threads = 0;              // CPU threads per workspace backend; <= 0: all
+  bool load_t5 = true;          // false: T5 is not loaded even when present (saves ~10 GB)
+  std::optional<TokenizerFiles> tokenizer_files;  // nullopt: beside the models, else shipped
+  // Default EngineOptions with compute = preferred_cpu_compute_dtype().
+  static EngineOptions with_defaults();
+};
+
+// Seconds per stage of one job (accumulated when a stage runs several times).
+struct Timings {
+  double encode_prompt_s = 0;
+  double vae_encode_s = 0;
+  double sample_s = 0;
+  double vae_decode_s = 0;
+  double total_s = 0;          // generate() only
+  std::vector<double> step_s;  // seconds per sampler step (last sample() call)
+  int model_calls = 0;         // MMDiT forwards (a batched cond+uncond pass counts once)
+};
+
+// Per-job state. Not thread-safe itself: one Workspace per concurrent job.
+class Workspace {
+ public:
+  Backend& backend() { return *backend_; }
+  Arena& arena() { return arena_; }
+  PromptCache* prompt_cache() const { return cache_; }
+
+  // Called after each sampler step (1-based step, total). May be empty.
+  std::function<void(int step, int total)> progress;
+  // Set (from any thread) to stop the job; checked between steps and stages.
+  std::atomic<bool> cancel{false};
+  Timings timings;
+
+ private:
+  friend class Engine;
+  Workspace(std::unique_ptr<Backend> backend, PromptCache* cache)
+      : backend_(std::move(backend)), cache_(cache) {}
+  std::unique_ptr<Backend> backend_;
+  Arena arena_;
+  PromptCache* cache_ = nullptr;
+};
+
+// What the Denoiser saw at one model evaluation (for goldens and debugging).
+struct DenoiseStep {
+  int call = 0;  // 0-based model evaluation
+  float sigma = 0;
+  const Tensor* x = nullptr;  // the sampler state given to the model
+  const Tensor* denoised_cond = nullptr;
+  const Tensor* denoised_uncond = nullptr;  // nullptr when cfg == 1 (uncond skipped)
+  const Tensor* denoised = nullptr;         // after CFG
+};
+
+struct SampleParams {
+  Sampler sampler = Sampler::kDpmpp2m;
+  Scheduler scheduler = Scheduler::kSgmUniform;
+  int steps = 40;
+  double cfg = 4.5;
+  double denoise = 1.0;
+  uint64_t seed = 0;
+  double shift = 3.0;  // ModelSamplingSD3
+  // SkipLayerGuidanceSD3 (off unless layers are given; SD3.5 Medium's usual: 7, 8, 9).
+  SkipLayerGuidance slg;
+  // Optional: every model evaluation's tensors (valid during the call only).
+  std::function<void(const DenoiseStep&)> observe;
+  // Overrides for checks against goldens (SamplerCustom-like): this exact sigma schedule
+  // instead of scheduler/steps/denoise, and this initial noise (shaped like the latent)
+  // instead of prepare_noise(seed). `seed` still seeds the ancestral/SDE samplers.
+  std::optional<std::vector<float>> sigmas;
+  Tensor noise;
+};
+
+struct GenerateParams {
+  std::string prompt;
+  std::string negative;
+  int width = 1024, height = 1024, batch = 1;
+  bool use_t5 = true;
+  SampleParams sample;
+  // img2img: uint8 [H, W, 3] or [1, H, W, 3] (center-cropped to multiples of 8 as VAEEncode;
+  // the output has its size, width/height are ignored); undefined: txt2img at width × height.
+  Tensor init_image;
+};
+
+struct GenerateResult {
+  Tensor latent;  // model latent space [B, 16, h, w]
+  Tensor image;   // uint8 [B, H, W, 3]
+  Timings timings;
+};
+
+class Engine {
+ public:
+  static Result<std::unique_ptr<Engine>> load(const EngineOptions& options);
+  ~Engine();
+
+  // A fresh per-job workspace (its own backend instance and arena). `cache` (optional, not
+  // owned, thread-safe) lets jobs share repeated prompts.
+  Result<std::unique_ptr<Workspace>> make_workspace(PromptCache* cache = nullptr) const;
+
+  const EngineOptions& options() const { return options_; }
+  const WeightIndex& weights() const { return *index_; }
+  const MMDiT& mmdit() const { return *mmdit_; }
+  const VAE& vae() const { return *vae_; }
+  const TextEncoders& text_encoders() const { return *text_; }
+  double load_seconds() const { return load_s_; }
+
+  // CLIPTextEncode (with the MMDiT's context/pooled widths). use_t5 false: CLIP only.
+  Result<Conditioning> encode_prompt(Workspace& ws, std::string_view text,
+                                     bool use_t5 = true) const;
+  // EmptySD3LatentImage: zeros [batch, C, height/8, width/8]; width/height multiples of 16,
+  // at least 16; batch >= 1.
+  Result<Tensor> empty_latent(int width, int height, int batch) const;
+  // uint8 [B, H, W, 3] (or [H, W, 3]) pixels -> model-space latent [B, C, H/8, W/8] (VAE mean,
+  // then process_in). The image is center-cropped to multiples of 8 as ComfyUI's VAEEncode.
+  Result<Tensor> vae_encode(Workspace& ws, const Tensor& image_u8) const;
+  // KSampler: noise from `seed` over the whole batch, ksampler sigmas, x0 = σ0·noise +
+  // (1−σ0)·latent, the sampler over CFG'd denoised predictions, then /(1 − σ_last).
+  // positive/negative are [1, L, D] (repeated over the batch). denoise <= 0 returns the
+  // latent unchanged.
+  Result<Tensor> sample(Workspace& ws, const Conditioning& positive, const Conditioning& negative,
+                        const Tensor& latent, const SampleParams& params) const;
+  // process_out, VAE decode, clamp((x+1)/2), ×255 truncated to uint8 [B, H, W, 3].
+  Result<Tensor> vae_decode(Workspace& ws, const Tensor& latent) const;
+
+  // The whole txt2img / img2img flow.
+  Result<GenerateResult> generate(Workspace& ws, const GenerateParams& params) const;
+
+ private:
+  Engine() = default;
+  EngineOptions options_;
+  std::unique_ptr<WeightIndex> index_;
+  std::unique_ptr<MMDiT> mmdit_;
+  std::unique_ptr<VAE> vae_;
+  std::unique_ptr<TextEncoders> text_;
+  double load_s_ = 0;
+};
+
+// Parses "f32" / "bf16".
+Result<DType> compute_dtype_from_name(std::string_view name);
+
+}  // namespace sd35

@@ -1,0 +1,301 @@
+// Engine (src/pipeline/engine.h) end to end on the tiny-a model set: the ComfyUI txt2img and
+// img2img goldens (fixtures README family (g); prompt 'a photo of a cat' / '', seed 42, 4 steps,
+// cfg 4.5, sgm_uniform, 128x128, img2img denoise 0.6), determinism across jobs and engines,
+// progress, cancellation and the error paths.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../backend/backend_test_util.h"
+#include "io/png.h"
+#include "io/safetensors.h"
+#include "pipeline/engine.h"
+
+namespace sd35 {
+namespace {
+
+namespace fs = std::filesystem;
+using ::sd35::testing::all_close;
+using ::sd35::testing::to_vector;
+
+const fs::path kTinyA = fs::path(SD35_TEST_DATA_DIR) / "tiny-a";
+
+EngineOptions tiny_options() {
+  EngineOptions o;  // compute f32: the goldens are f32
+  for (const char* f :
+       {"model.safetensors", "clip_l.safetensors", "clip_g.safetensors", "t5xxl.safetensors"})
+    o.models.push_back({(kTinyA / f).string(), std::nullopt});
+  return o;
+}
+
+// The txt2img "euler" case of goldens_pipeline.
+GenerateParams euler_params() {
+  GenerateParams p;
+  p.prompt = "a photo of a cat";
+  p.negative = "";
+  p.width = p.height = 128;
+  p.sample.sampler = Sampler::kEuler;
+  p.sample.scheduler = Scheduler::kSgmUniform;
+  p.sample.steps = 4;
+  p.sample.cfg = 4.5;
+  p.sample.seed = 42;
+  return p;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto e = Engine::load(tiny_options());
+    ASSERT_TRUE(e.ok()) << e.status().to_string();
+    engine_ = std::move(e).value().release();
+    auto g = SafetensorsFile::open((kTinyA / "goldens_pipeline.safetensors").string());
+    ASSERT_TRUE(g.ok()) << g.status().to_string();
+    goldens_ = new std::shared_ptr<const SafetensorsFile>(*g);
+  }
+  static void TearDownTestSuite() {
+    delete engine_;
+    delete goldens_;
+    engine_ = nullptr;
+    goldens_ = nullptr;
+  }
+  Tensor golden(const std::string& name) {
+    auto t = (*goldens_)->tensor(name);
+    EXPECT_TRUE(t.ok()) << name;
+    return t.ok() ? *t : Tensor();
+  }
+  std::unique_ptr<Workspace> workspace() {
+    auto ws = engine_->make_workspace();
+    EXPECT_TRUE(ws.ok());
+    return std::move(ws).value();
+  }
+  static Engine* engine_;
+  static std::shared_ptr<const SafetensorsFile>* goldens_;
+};
+Engine* EngineTest::engine_ = nullptr;
+std::shared_ptr<const SafetensorsFile>* EngineTest::goldens_ = nullptr;
+
+// fixtures README: uint8 image |diff| <= 1 everywhere and <= 0.5% of values differing (the
+// fp32-vs-fp64 floor is 1 in 0.01%).
+::testing::AssertionResult images_match(const Tensor& ours, const Tensor& golden) {
+  if (ours.dtype() != DType::kU8 || golden.dtype() != DType::kU8 || ours.numel() != golden.numel())
+    return ::testing::AssertionFailure() << ours.describe() << " vs " << golden.describe();
+  const uint8_t *a = ours.data_as<const uint8_t>(), *b = golden.data_as<const uint8_t>();
+  int max_diff = 0;
+  int64_t differ = 0;
+  for (int64_t i = 0; i < ours.numel(); ++i) {
+    const int d = std::abs(int(a[i]) - int(b[i]));
+    max_diff = std::max(max_diff, d);
+    differ += d != 0;
+  }
+  const double frac = double(differ) / double(ours.numel());
+  if (max_diff <= 1 && frac <= 0.005) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "max |diff| " << max_diff << ", " << 100 * frac << "% of values differ";
+}
+
+bool same_bytes(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && a.dtype() == b.dtype() &&
+         std::memcmp(a.data(), b.data(), a.numel() * a.element_size()) == 0;
+}
+
+TEST_F(EngineTest, Txt2ImgMatchesComfyGolden) {
+  auto ws = workspace();
+  auto r = engine_->generate(*ws, euler_params());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_TRUE(all_close(r->latent, golden("euler.samples"), 1e-3, 0));
+  EXPECT_TRUE(images_match(r->image, golden("euler.image_u8")));
+  EXPECT_EQ(r->timings.step_s.size(), 4u);
+  // cond and uncond share one batched forward per step.
+  EXPECT_EQ(r->timings.model_calls, 4);
+  EXPECT_GT(r->timings.sample_s, 0.0);
+}
+
+TEST_F(EngineTest, Img2ImgMatchesComfyGolden) {
+  auto ws = workspace();
+  GenerateParams p = euler_params();
+  p.sample.denoise = 0.6;
+  p.init_image = golden("img2img.input_u8");
+  auto r = engine_->generate(*ws, p);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_TRUE(all_close(r->latent, golden("img2img.samples"), 1e-3, 0));
+  EXPECT_TRUE(images_match(r->image, golden("img2img.image_u8")));
+  // The encoder stage alone.
+  auto l = engine_->vae_encode(*ws, golden("img2img.input_u8"));
+  ASSERT_TRUE(l.ok()) << l.status().to_string();
+  EXPECT_TRUE(all_close(*l, golden("img2img.latent_in"), 1e-3, 0));
+}
+
+TEST_F(EngineTest, TwoJobsInARowAreIdentical) {
+  auto ws = workspace();
+  auto a = engine_->generate(*ws, euler_params());
+  auto b = engine_->generate(*ws, euler_params());
+  auto ws2 = workspace();
+  auto c = engine_->generate(*ws2, euler_params());
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_TRUE(same_bytes(a->latent, b->latent));
+  EXPECT_TRUE(same_bytes(a->image, b->image));
+  EXPECT_TRUE(same_bytes(a->image, c->image));
+}
+
+TEST_F(EngineTest, TwoEnginesInOneProcessDoNotInteract) {
+  auto ws = workspace();
+  auto ref = engine_->generate(*ws, euler_params());
+  ASSERT_TRUE(ref.ok());
+  auto other_or = Engine::load(tiny_options());
+  ASSERT_TRUE(other_or.ok());
+  std::unique_ptr<Engine> other = std::move(other_or).value();
+  // Concurrent jobs on both engines with different settings, then the reference again.
+  Result<GenerateResult> r1 = internal_error("not run"), r2 = internal_error("not run");
+  std::thread t1([&] {
+    auto w = engine_->make_workspace();
+    GenerateParams p = euler_params();
+    p.sample.seed = 7;
+    p.prompt = "a dog";
+    r1 = engine_->generate(**w, p);
+  });
+  std::thread t2([&] {
+    auto w = other->make_workspace();
+    r2 = other->generate(**w, euler_params());
+  });
+  t1.join();
+  t2.join();
+  ASSERT_TRUE(r1.ok() && r2.ok());
+  EXPECT_TRUE(same_bytes(r2->image, ref->image));
+  EXPECT_FALSE(same_bytes(r1->image, ref->image));
+  other.reset();
+  auto again = engine_->generate(*ws, euler_params());
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(same_bytes(again->image, ref->image));
+}
+
+TEST_F(EngineTest, SkipLayerGuidanceAddsPassesInItsWindow) {
+  auto ws = workspace();
+  auto plain = engine_->generate(*ws, euler_params());
+  ASSERT_TRUE(plain.ok());
+  GenerateParams p = euler_params();
+  p.sample.slg.layers = {1};
+  // Percents 0 .. 0.3 are sigmas 1 .. 0.875 (shift 3): the first steps of sgm_uniform 4 are
+  // inside the window, so SLG adds cond passes with block 1 skipped.
+  p.sample.slg.start_percent = 0.0;
+  p.sample.slg.end_percent = 0.3;
+  auto slg = engine_->generate(*ws, p);
+  ASSERT_TRUE(slg.ok()) << slg.status().to_string();
+  EXPECT_GT(slg->timings.model_calls, plain->timings.model_calls);
+  EXPECT_FALSE(same_bytes(slg->latent, plain->latent));
+  p.sample.slg.layers = {99};
+  EXPECT_EQ(engine_->generate(*ws, p).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(EngineTest, UnbatchedCondAndUncondWhenShapesDiffer) {
+  // A CLIP-only negative has a shorter context than the T5 positive: two forwards per step.
+  auto ws = workspace();
+  auto pos = engine_->encode_prompt(*ws, "a photo of a cat", true);
+  auto neg = engine_->encode_prompt(*ws, "", false);
+  ASSERT_TRUE(pos.ok() && neg.ok());
+  ASSERT_NE(pos->context.shape(), neg->context.shape());
+  auto latent = engine_->empty_latent(64, 64, 2);
+  ASSERT_TRUE(latent.ok());
+  SampleParams sp = euler_params().sample;
+  sp.steps = 2;
+  ws->timings = Timings{};
+  auto out = engine_->sample(*ws, *pos, *neg, *latent, sp);
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ(ws->timings.model_calls, 4);
+  EXPECT_EQ(out->shape(), latent->shape());
+  // cfg 1 skips the uncond side entirely.
+  sp.cfg = 1.0;
+  ws->timings = Timings{};
+  ASSERT_TRUE(engine_->sample(*ws, *pos, *neg, *latent, sp).ok());
+  EXPECT_EQ(ws->timings.model_calls, 2);
+}
+
+TEST_F(EngineTest, ProgressCountsSteps) {
+  auto ws = workspace();
+  std::vector<std::pair<int, int>> calls;
+  ws->progress = [&](int step, int total) { calls.emplace_back(step, total); };
+  GenerateParams p = euler_params();
+  p.sample.steps = 3;
+  ASSERT_TRUE(engine_->generate(*ws, p).ok());
+  ASSERT_EQ(calls.size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(calls[size_t(i)], std::make_pair(i + 1, 3));
+}
+
+TEST_F(EngineTest, CancelStopsWithCancelled) {
+  auto ws = workspace();
+  int seen = 0;
+  ws->progress = [&](int step, int) {
+    seen = step;
+    if (step == 1) ws->cancel = true;
+  };
+  GenerateParams p = euler_params();
+  p.sample.steps = 10;
+  auto r = engine_->generate(*ws, p);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kCancelled) << r.status().to_string();
+  EXPECT_EQ(seen, 1);
+  // The cancel flag is per job: another workspace is unaffected.
+  auto ws2 = workspace();
+  p.sample.steps = 2;
+  EXPECT_TRUE(engine_->generate(*ws2, p).ok());
+}
+
+TEST_F(EngineTest, InvalidRequestsGiveStatus) {
+  auto ws = workspace();
+  EXPECT_EQ(engine_->empty_latent(100, 128, 1).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_->empty_latent(128, 8, 1).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_->empty_latent(128, 128, 0).status().code(), StatusCode::kInvalidArgument);
+  auto z = engine_->empty_latent(128, 64, 2);
+  ASSERT_TRUE(z.ok());
+  EXPECT_EQ(z->shape(), Shape({2, 16, 8, 16}));
+  GenerateParams p = euler_params();
+  p.sample.steps = 0;
+  EXPECT_FALSE(engine_->generate(*ws, p).ok());
+  p = euler_params();
+  p.width = 120;
+  EXPECT_EQ(engine_->generate(*ws, p).status().code(), StatusCode::kInvalidArgument);
+  p = euler_params();
+  p.sample.cfg = std::nan("");
+  EXPECT_FALSE(engine_->generate(*ws, p).ok());
+  EXPECT_FALSE(sampler_from_name("no_such_sampler").ok());
+  EXPECT_FALSE(scheduler_from_name("no_such_scheduler").ok());
+  EngineOptions o = tiny_options();
+  o.backend = "no_such_backend";
+  EXPECT_EQ(Engine::load(o).status().code(), StatusCode::kInvalidArgument);
+  o = tiny_options();
+  o.models = {{(kTinyA / "missing.safetensors").string(), std::nullopt}};
+  EXPECT_FALSE(Engine::load(o).ok());
+  EXPECT_FALSE(Engine::load(EngineOptions{}).ok());
+  // A bad image for img2img.
+  auto bad = Tensor::zeros({4, 4, 2}, DType::kU8);
+  ASSERT_TRUE(bad.ok());
+  EXPECT_EQ(engine_->vae_encode(*ws, *bad).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(PngTest, RoundTripWithText) {
+  auto img = Tensor::zeros({5, 7, 3}, DType::kU8);
+  ASSERT_TRUE(img.ok());
+  for (int64_t i = 0; i < img->numel(); ++i) img->data_as<uint8_t>()[i] = uint8_t(i * 7);
+  const std::string path = (fs::path(SD35_BINARY_DIR) / "test_engine_roundtrip.png").string();
+  ASSERT_TRUE(write_png(path, *img, {{"parameters", "{\"seed\": 1}"}}).ok());
+  auto back = read_png(path);
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_TRUE(same_bytes(*back, *img));
+  auto text = read_png_text(path);
+  ASSERT_TRUE(text.ok());
+  ASSERT_EQ(text->size(), 1u);
+  EXPECT_EQ((*text)[0].key, "parameters");
+  EXPECT_EQ((*text)[0].value, "{\"seed\": 1}");
+  fs::remove(path);
+  EXPECT_FALSE(read_png(path).ok());
+  EXPECT_FALSE(read_png((kTinyA / "config.json").string()).ok());
+}
+
+}  // namespace
+}  // namespace sd35
