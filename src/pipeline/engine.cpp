@@ -172,6 +172,7 @@ Result<Tensor> Engine::vae_encode(Workspace& ws, const Tensor& image_u8) const {
   SD35_ASSIGN_OR_RETURN(Tensor mean, Tensor::zeros({B, z, H / f, W / f}, DType::kF32));
   VAEOptions vo;
   vo.compute = options_.compute;
+  vo.cancelled = [&ws] { return ws.cancel.load(); };
   {
     ArenaScope scope(ws.arena());
     SD35_RETURN_IF_ERROR(vae_->encode(ws.backend(), ws.arena(), pixels, mean, nullptr, vo));
@@ -397,6 +398,7 @@ Result<Tensor> Engine::vae_decode(Workspace& ws, const Tensor& latent) const {
   SD35_ASSIGN_OR_RETURN(Tensor raw, Tensor::zeros({B, 3, H, W}, DType::kF32));
   VAEOptions vo;
   vo.compute = options_.compute;
+  vo.cancelled = [&ws] { return ws.cancel.load(); };
   {
     ArenaScope scope(ws.arena());
     SD35_RETURN_IF_ERROR(vae_->decode(backend, ws.arena(), vae_latent, raw, vo));

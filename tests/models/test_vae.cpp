@@ -282,6 +282,33 @@ TEST_F(VAETest, BF16MatchesF32) {
   }
 }
 
+// A long decode can be stopped: the callback is polled before every ResNet block, so a
+// cancel raised after the k-th poll stops the call there with kCancelled, releases the
+// scratch, and leaves the model usable.
+TEST_F(VAETest, DecodeAndEncodeCanBeCancelled) {
+  const int i = cases("decode", "latent").front();
+  const Tensor latent = golden("decode" + std::to_string(i) + ".latent");
+  const Tensor want = golden("decode" + std::to_string(i) + ".image");
+  Tensor got = zeros(want.shape());
+  int polls = 0;
+  VAEOptions opt;
+  opt.cancelled = [&] { return ++polls > 2; };
+  Status st = vae().decode(cpu(), arena_, latent, got, opt);
+  EXPECT_EQ(st.code(), StatusCode::kCancelled) << st.to_string();
+  EXPECT_EQ(polls, 3);
+  EXPECT_EQ(arena_.bytes_in_use(), 0u);
+  int full = 0;
+  opt.cancelled = [&] { return ++full < 0; };  // never cancels: counts the polls
+  ASSERT_TRUE(vae().decode(cpu(), arena_, latent, got, opt).ok());
+  EXPECT_GT(full, 3);  // mid block + every level's blocks
+  EXPECT_LE(diff(got, want).max_abs, kGoldenTol);
+
+  const Tensor pixels = zeros(Shape{1, 3, want.size(2), want.size(3)});
+  Tensor mean = zeros(Shape{1, latent.size(1), latent.size(2), latent.size(3)});
+  opt.cancelled = [] { return true; };
+  EXPECT_EQ(vae().encode(cpu(), arena_, pixels, mean, nullptr, opt).code(), StatusCode::kCancelled);
+}
+
 TEST_F(VAETest, TileLayoutAndWeights) {
   using vae_detail::tile_blend_weights;
   using vae_detail::tile_starts;

@@ -196,8 +196,7 @@ Status VAE::decode(Backend& backend, Arena& arena, const Tensor& latent, const T
   constexpr std::string_view op = "VAE::decode";
   SD35_RETURN_IF_ERROR(
       check_decode_args(backend, impl_->cfg, has_decoder(), latent, image, options, op));
-  return run_decoder(backend, arena, impl_->cfg, *impl_->weights.decoder, latent, image,
-                     options.compute)
+  return run_decoder(backend, arena, impl_->cfg, *impl_->weights.decoder, latent, image, options)
       .with_context(std::string(op) + ": ");
 }
 
@@ -224,7 +223,7 @@ Status VAE::encode(Backend& backend, Arena& arena, const Tensor& pixels, const T
   SD35_ASSIGN_OR_RETURN(Tensor moments,
                         arena.tensor(Shape{lat[0], 2 * lat[1], lat[2], lat[3]}, DType::kF32));
   SD35_RETURN_IF_ERROR(
-      run_encoder(backend, arena, cfg, *impl_->weights.encoder, pixels, moments, options.compute)
+      run_encoder(backend, arena, cfg, *impl_->weights.encoder, pixels, moments, options)
           .with_context(std::string(op) + ": "));
   // DiagonalGaussianDistribution: moments.chunk(2, dim=1) -> mean, logvar (clamped).
   SD35_RETURN_IF_ERROR(backend.copy(moments.slice(1, 0, lat[1]), mean));

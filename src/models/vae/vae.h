@@ -3,6 +3,7 @@
 // after load; scratch per call from the caller's Arena.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "backend/backend.h"
@@ -21,11 +22,14 @@ inline constexpr float kSD3LatentShift = 0.0609f;
 
 struct VAEOptions {
   DType compute = DType::kF32;  // kF32 (golden precision) or kBF16 (fast mode)
+  // Checked before every ResNet block (a 1024² decode takes many seconds on a CPU): true
+  // stops the call with a kCancelled Status. May be empty.
+  std::function<bool()> cancelled;
 };
 
 struct VAETileOptions {
-  int tile_latent = 64;     // tile edge in latent pixels (×8 in image pixels)
-  int overlap_latent = 8;   // overlap between neighbouring tiles, blended linearly
+  int tile_latent = 64;    // tile edge in latent pixels (×8 in image pixels)
+  int overlap_latent = 8;  // overlap between neighbouring tiles, blended linearly
 };
 
 class VAE {

@@ -62,8 +62,14 @@ class Trunk {
 
 class Runner {
  public:
-  Runner(Backend& backend, Arena& arena, DType compute)
-      : be_(backend), arena_(arena), cdt_(compute) {}
+  Runner(Backend& backend, Arena& arena, const VAEOptions& options)
+      : be_(backend), arena_(arena), cdt_(options.compute), cancelled_(options.cancelled) {}
+
+  // kCancelled when the caller asked to stop (checked between blocks).
+  Status check_cancelled() const {
+    if (cancelled_ && cancelled_()) return cancelled("VAE cancelled");
+    return ok_status();
+  }
 
   Arena& arena() { return arena_; }
 
@@ -147,6 +153,7 @@ class Runner {
   }
 
   Status mid(const MidBlock& m, Trunk& trunk) {
+    SD35_RETURN_IF_ERROR(check_cancelled());
     const Shape shape = trunk.cur().shape();  // the mid block keeps channels and size
     Tensor y = trunk.next(shape);
     SD35_RETURN_IF_ERROR(resblock(m.block_1, trunk.cur(), y));
@@ -160,6 +167,7 @@ class Runner {
 
   Status level_blocks(const Level& lv, Trunk& trunk) {
     for (const ResBlock& rb : lv.blocks) {
+      SD35_RETURN_IF_ERROR(check_cancelled());
       const Tensor& x = trunk.cur();
       Tensor y = trunk.next(Shape{x.size(0), rb.out, x.size(2), x.size(3)});
       SD35_RETURN_IF_ERROR(resblock(rb, x, y));
@@ -216,12 +224,13 @@ class Runner {
   Backend& be_;
   Arena& arena_;
   DType cdt_;
+  const std::function<bool()>& cancelled_;
 };
 
 }  // namespace
 
 Status run_decoder(Backend& backend, Arena& arena, const VAEConfig& cfg, const DecoderWeights& w,
-                   const Tensor& latent, const Tensor& image, DType compute) {
+                   const Tensor& latent, const Tensor& image, const VAEOptions& options) {
   ArenaScope scope(arena);
   const int levels = int(cfg.ch_mult.size());
   const int64_t B = latent.size(0);
@@ -235,7 +244,7 @@ Status run_decoder(Backend& backend, Arena& arena, const VAEConfig& cfg, const D
     max_elems = std::max(max_elems, c * rh * rw);
   }
   SD35_ASSIGN_OR_RETURN(Trunk trunk, Trunk::make(arena, B * max_elems));
-  Runner r(backend, arena, compute);
+  Runner r(backend, arena, options);
   SD35_RETURN_IF_ERROR(r.stem(w.conv_in, latent, trunk));
   SD35_RETURN_IF_ERROR(r.mid(w.mid, trunk));
   for (int l = levels - 1; l >= 0; --l) {
@@ -247,7 +256,7 @@ Status run_decoder(Backend& backend, Arena& arena, const VAEConfig& cfg, const D
 }
 
 Status run_encoder(Backend& backend, Arena& arena, const VAEConfig& cfg, const EncoderWeights& w,
-                   const Tensor& pixels, const Tensor& moments, DType compute) {
+                   const Tensor& pixels, const Tensor& moments, const VAEOptions& options) {
   ArenaScope scope(arena);
   const int levels = int(cfg.ch_mult.size());
   const int64_t B = pixels.size(0);
@@ -259,7 +268,7 @@ Status run_encoder(Backend& backend, Arena& arena, const VAEConfig& cfg, const E
     if (l != levels - 1) rh /= 2, rw /= 2;
   }
   SD35_ASSIGN_OR_RETURN(Trunk trunk, Trunk::make(arena, B * max_elems));
-  Runner r(backend, arena, compute);
+  Runner r(backend, arena, options);
   SD35_RETURN_IF_ERROR(r.stem(w.conv_in, pixels, trunk));
   for (int l = 0; l < levels; ++l) {
     const Level& lv = w.down[size_t(l)];

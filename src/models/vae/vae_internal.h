@@ -87,10 +87,10 @@ inline int scale_factor(const VAEConfig& cfg) { return 1 << (int(cfg.ch_mult.siz
 // latent [B, z, h, w] f32 (any strides) -> image [B, image_channels, f·h, f·w] f32.
 // Arguments are validated by the caller.
 Status run_decoder(Backend& backend, Arena& arena, const VAEConfig& cfg, const DecoderWeights& w,
-                   const Tensor& latent, const Tensor& image, DType compute);
+                   const Tensor& latent, const Tensor& image, const VAEOptions& options);
 // pixels [B, image_channels, H, W] f32 -> moments [B, 2·z, H/f, W/f] f32 (raw conv_out).
 Status run_encoder(Backend& backend, Arena& arena, const VAEConfig& cfg, const EncoderWeights& w,
-                   const Tensor& pixels, const Tensor& moments, DType compute);
+                   const Tensor& pixels, const Tensor& moments, const VAEOptions& options);
 
 // Tile layout along one axis of the latent: starts of tiles of edge min(tile, length),
 // stepping by tile - overlap, the last one flush with the end.
