@@ -13,3 +13,7 @@ list(APPEND SD35_ENGINE_SOURCES
 )
 set_source_files_properties(src/sampling/samplers.cpp src/sampling/guidance.cpp
                             PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
+# UniPC (ComfyUI extra_samplers/uni_pc.py), same f32 op-by-op rule.
+list(APPEND SD35_ENGINE_SOURCES src/sampling/samplers_unipc.cpp)
+set_source_files_properties(src/sampling/samplers_unipc.cpp
+                            PROPERTIES COMPILE_OPTIONS -ffp-contract=off)

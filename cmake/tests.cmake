@@ -22,3 +22,4 @@ add_test(NAME isa_objects_have_no_weak_symbols
          COMMAND ${CMAKE_SOURCE_DIR}/scripts/check_isa_objects.sh $<TARGET_OBJECTS:sd35_engine>)
 set_tests_properties(isa_objects_have_no_weak_symbols PROPERTIES LABELS unit)
 include(cmake/tests_engine.cmake OPTIONAL)
+include(cmake/tests_service.cmake OPTIONAL)

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -16,6 +17,7 @@
 #include "core/cpu_features.h"
 #include "io/png.h"
 #include "pipeline/engine.h"
+#include "service/workflow/plan.h"
 
 namespace sd35::cli {
 namespace {
@@ -35,6 +37,9 @@ struct GenerateOptions {
   std::string output = "output.png";
   std::string slg_layers;  // empty: no skip-layer guidance
   double slg_scale = 3.0, slg_start = 0.01, slg_end = 0.15;
+  std::string workflow;       // ComfyUI API-format graph (JSON file); replaces the options above
+  std::string models_dir;     // checkpoints/, text_encoders/ (or clip/) for --workflow
+  bool output_given = false;  // -o given: the --workflow output prefix
 };
 
 // "7,8,9" (or "7 8 9") -> {7, 8, 9}; like the ComfyUI node, every run of digits is a layer.
@@ -69,7 +74,63 @@ std::string numbered(const std::string& path, int i) {
   return path.substr(0, dot) + suffix + path.substr(dot);
 }
 
+// --workflow: runs a ComfyUI API-format graph; every SaveImage node writes
+// "<prefix>_00001_.png", ... (ComfyUI's naming) with the graph in the tEXt "prompt" chunk.
+int run_workflow(const GenerateOptions& opt) {
+  std::FILE* f = std::fopen(opt.workflow.c_str(), "rb");
+  if (!f) return fail("cannot open " + opt.workflow);
+  std::string text;
+  char buf[65536];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+  std::fclose(f);
+  workflow::WorkflowOptions wo;
+  wo.models_dir = opt.models_dir;
+  auto plan = workflow::parse_workflow(text, wo);
+  if (!plan.ok()) return fail(plan.status().message());
+  EngineOptions eo = EngineOptions::with_defaults();
+  eo.models = plan->engine_models();
+  if (eo.models.empty()) return fail("the graph loads no models");
+  if (!opt.compute.empty()) {
+    auto d = compute_dtype_from_name(opt.compute);
+    if (!d.ok()) return fail(d.status().message());
+    eo.compute = *d;
+  }
+  eo.backend = opt.backend;
+  eo.threads = opt.threads;
+  auto engine_or = Engine::load(eo);
+  if (!engine_or.ok()) return fail(engine_or.status().to_string());
+  auto ws_or = (*engine_or)->make_workspace();
+  if (!ws_or.ok()) return fail(ws_or.status().to_string());
+  Workspace& ws = **ws_or;
+  const bool tty = !opt.quiet && isatty(2);
+  ws.progress = [&](int step, int total) {
+    if (tty) std::fprintf(stderr, "\rstep %d/%d%s", step, total, step == total ? "\n" : "");
+  };
+  auto saved = workflow::execute_plan(*plan, **engine_or, ws);
+  if (!saved.ok()) return fail(saved.status().to_string());
+  // The graph as compact JSON (the input may be wrapped in {"prompt": ...}).
+  nlohmann::json graph = nlohmann::json::parse(text, nullptr, false);
+  if (graph.contains("prompt") && graph["prompt"].is_object() &&
+      !graph["prompt"].contains("class_type"))
+    graph = graph["prompt"];
+  const std::string prompt_text = graph.dump();
+  std::map<std::string, int> counters;
+  for (const auto& s : *saved) {
+    const std::string prefix = opt.output_given ? opt.output : s.filename_prefix;
+    for (int64_t b = 0; b < s.images.size(0); ++b) {
+      char num[16];
+      std::snprintf(num, sizeof num, "_%05d_", ++counters[prefix]);
+      const std::string path = prefix + num + ".png";
+      Status st = write_png(path, s.images.select(0, b), {{"prompt", prompt_text}});
+      if (!st.ok()) return fail(st.to_string());
+      std::printf("%s\n", path.c_str());
+    }
+  }
+  return 0;
+}
+
 int run_generate(const GenerateOptions& opt) {
+  if (!opt.workflow.empty()) return run_workflow(opt);
   EngineOptions eo = EngineOptions::with_defaults();
   for (const auto& m : opt.models) eo.models.push_back({m, std::nullopt});
   for (const auto& m : opt.model_flags) eo.models.push_back({m, std::nullopt});
@@ -230,10 +291,19 @@ void register_generate(CLI::App& app, int& exit_code) {
   cmd->add_option("--compute", opt->compute, "f32 or bf16 (default: bf16 where the CPU has it)");
   cmd->add_option("--backend", opt->backend, "cpu (default) or reference");
   cmd->add_option("--threads", opt->threads, "CPU threads (default: all)");
-  cmd->add_option("-o,--output", opt->output,
-                  "output PNG (default output.png; batches get _00001 suffixes)");
+  CLI::Option* output = cmd->add_option(
+      "-o,--output", opt->output,
+      "output PNG (default output.png; batches get _00001 suffixes); with --workflow the "
+      "file prefix (default: SaveImage's filename_prefix)");
+  cmd->add_option("--workflow", opt->workflow,
+                  "run a ComfyUI API-format graph (JSON) instead of the options above");
+  cmd->add_option("--models-dir", opt->models_dir,
+                  "with --workflow: folder with checkpoints/ and text_encoders/ (or clip/)");
   cmd->add_flag("-q,--quiet", opt->quiet, "no progress or timing lines");
-  cmd->callback([opt, &exit_code] { exit_code = run_generate(*opt); });
+  cmd->callback([opt, output, &exit_code] {
+    opt->output_given = output->count() > 0;
+    exit_code = run_generate(*opt);
+  });
 }
 
 }  // namespace sd35::cli

@@ -13,14 +13,21 @@
 
 namespace sd35 {
 
+namespace detail {
+// samplers_unipc.cpp: ComfyUI's sample_unipc (bh1, or bh2 for uni_pc_bh2).
+Status sample_unipc(const Denoiser& denoiser, const SampleOptions& options, const Tensor& x,
+                    const std::vector<float>& sigmas, bool bh2);
+}  // namespace detail
+
 namespace {
 
 constexpr std::pair<std::string_view, Sampler> kSamplerNames[] = {
-    {"euler", Sampler::kEuler},        {"euler_ancestral", Sampler::kEulerAncestral},
-    {"heun", Sampler::kHeun},          {"dpm_2", Sampler::kDpm2},
-    {"dpmpp_2m", Sampler::kDpmpp2m},   {"dpmpp_2m_sde", Sampler::kDpmpp2mSde},
-    {"dpmpp_sde", Sampler::kDpmppSde}, {"lms", Sampler::kLms},
-    {"uni_pc", Sampler::kUniPc},       {"ddim", Sampler::kDdim},
+    {"euler", Sampler::kEuler},         {"euler_ancestral", Sampler::kEulerAncestral},
+    {"heun", Sampler::kHeun},           {"dpm_2", Sampler::kDpm2},
+    {"dpmpp_2m", Sampler::kDpmpp2m},    {"dpmpp_2m_sde", Sampler::kDpmpp2mSde},
+    {"dpmpp_sde", Sampler::kDpmppSde},  {"lms", Sampler::kLms},
+    {"uni_pc", Sampler::kUniPc},        {"ddim", Sampler::kDdim},
+    {"uni_pc_bh2", Sampler::kUniPcBh2},
 };
 
 float* f32(const Tensor& t) { return t.data_as<float>(); }
@@ -477,10 +484,8 @@ Status sample(Sampler sampler, const Denoiser& denoiser, const Tensor& x,
     case Sampler::kDpmpp2mSde:
       return sample_dpmpp_2m_sde(run, x, sigmas, options.seed, options.shift);
     case Sampler::kDpmppSde: return sample_dpmpp_sde(run, x, sigmas, options.seed, options.shift);
-    case Sampler::kUniPc:
-      return unsupported(
-          "sampler uni_pc is not implemented (ComfyUI extra_samplers/uni_pc.py is not ported); "
-          "use dpmpp_2m or euler");
+    case Sampler::kUniPc: return detail::sample_unipc(denoiser, options, x, sigmas, false);
+    case Sampler::kUniPcBh2: return detail::sample_unipc(denoiser, options, x, sigmas, true);
   }
   return invalid_argument("sample: unknown sampler");
 }

@@ -77,10 +77,10 @@ Result<std::vector<float>> ksampler_sigmas(const FlowModelSampling& ms, Schedule
 
 // ---- samplers (§5.5) ------------------------------------------------------------------------
 enum class Sampler { kEuler, kEulerAncestral, kHeun, kDpm2, kDpmpp2m, kDpmpp2mSde, kDpmppSde,
-                     kLms, kUniPc, kDdim };
+                     kLms, kUniPc, kDdim, kUniPcBh2 };
 Result<Sampler> sampler_from_name(std::string_view name);  // ComfyUI's names
 std::string_view sampler_name(Sampler s);
-// ComfyUI KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS (dpm_2, uni_pc here): the schedule is
+// ComfyUI KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS (dpm_2, uni_pc, uni_pc_bh2 here): the schedule is
 // computed for steps + 1 and its second-to-last sigma dropped, inside the denoise logic.
 bool discards_penultimate_sigma(Sampler s);
 

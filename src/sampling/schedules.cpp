@@ -335,7 +335,9 @@ Result<std::vector<float>> calculate_sigmas(const FlowModelSampling& ms, Schedul
   return invalid_argument("unknown scheduler value " + std::to_string(int(s)));
 }
 
-bool discards_penultimate_sigma(Sampler s) { return s == Sampler::kDpm2 || s == Sampler::kUniPc; }
+bool discards_penultimate_sigma(Sampler s) {
+  return s == Sampler::kDpm2 || s == Sampler::kUniPc || s == Sampler::kUniPcBh2;
+}
 
 Result<std::vector<float>> ksampler_sigmas(const FlowModelSampling& ms, Scheduler s, int steps,
                                            double denoise) {

@@ -212,7 +212,10 @@ TEST_F(GoldenPipeline, CfgCombinationMatchesGolden) {
 const Sampler kAll[] = {
     Sampler::kEuler,   Sampler::kEulerAncestral, Sampler::kHeun,     Sampler::kDpm2,
     Sampler::kDpmpp2m, Sampler::kDpmpp2mSde,     Sampler::kDpmppSde, Sampler::kLms,
-    Sampler::kDdim};
+    Sampler::kDdim,    Sampler::kUniPc,          Sampler::kUniPcBh2};
+
+// uni_pc reads the sigmas as VE levels (x = x0 + σ·ε) and ends at 0.001, not 0 (ComfyUI).
+bool is_unipc(Sampler s) { return s == Sampler::kUniPc || s == Sampler::kUniPcBh2; }
 
 bool deterministic(Sampler s) {
   return s != Sampler::kEulerAncestral && s != Sampler::kDpmpp2mSde && s != Sampler::kDpmppSde;
@@ -255,7 +258,12 @@ TEST(Samplers, PointMassDataEveryShapeOfSampler) {
     Denoiser d = [&](const Tensor& xin, float sigma, const Tensor& out) -> Status {
       ++calls;
       const float* xp = xin.data_as<float>();
-      if (deterministic(s)) {
+      if (is_unipc(s)) {
+        // VE path from x(σ0 = 1) = n: x = T + σ·(n − T).
+        for (int64_t i = 0; i < xin.numel(); ++i)
+          path_err =
+              std::max(path_err, std::fabs(double(xp[i]) - (t[i] + double(sigma) * (n[i] - t[i]))));
+      } else if (deterministic(s)) {
         for (int64_t i = 0; i < xin.numel(); ++i)
           path_err = std::max(
               path_err, std::fabs(double(xp[i]) - (double(sigma) * n[i] + (1.0 - sigma) * t[i])));
@@ -281,7 +289,18 @@ TEST(Samplers, PointMassDataEveryShapeOfSampler) {
     const int steps = int(sigmas.size()) - 1;
     const bool two_calls = s == Sampler::kHeun || s == Sampler::kDpm2 || s == Sampler::kDpmppSde;
     EXPECT_EQ(calls, two_calls ? 2 * steps - 1 : steps);
-    EXPECT_LE(max_abs_diff(x, pm.target), 2e-6);
+    if (is_unipc(s)) {
+      // Ends at σ = 0.001: x = T + 0.001·(n − T).
+      double end_err = 0;
+      for (int64_t i = 0; i < x.numel(); ++i)
+        end_err = std::max(end_err, std::fabs(double(x.data_as<float>()[i]) -
+                                              (t[i] + 0.001 * (double(n[i]) - t[i]))));
+      // f32 floor of ComfyUI's σ_vp(0.001) = √(1 − exp(2·logα)) (cancellation): ~1e-4.
+      EXPECT_LE(end_err, 3e-4);
+      EXPECT_GT(max_abs_diff(x, pm.target), 1e-3);
+    } else {
+      EXPECT_LE(max_abs_diff(x, pm.target), 2e-6);
+    }
     if (deterministic(s)) {
       EXPECT_LE(path_err, 2e-5);
     } else {
@@ -453,13 +472,14 @@ TEST(Samplers, ErrorsAndEdgeCases) {
   EXPECT_EQ(sample(Sampler::kEuler, fail, x, {1.0f, NAN}).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(sample(Sampler::kEuler, Denoiser(), x, {1.0f, 0.0f}).code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(sample(Sampler::kUniPc, fail, x, {1.0f, 0.0f}).code(), StatusCode::kUnsupported);
+  EXPECT_EQ(sample(Sampler::kUniPc, fail, x, {1.0f, 0.0f}).code(), StatusCode::kInternal);
   for (Sampler s : kAll) {
     auto r = sampler_from_name(sampler_name(s));
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(*r, s);
   }
   EXPECT_EQ(*sampler_from_name("uni_pc"), Sampler::kUniPc);
+  EXPECT_EQ(*sampler_from_name("uni_pc_bh2"), Sampler::kUniPcBh2);
   EXPECT_EQ(sampler_from_name("euler_a").status().code(), StatusCode::kInvalidArgument);
 }
 
@@ -598,6 +618,127 @@ TEST(Guidance, ModelErrorPropagatesThroughSample) {
   ASSERT_TRUE(d.ok());
   Tensor x = filled({1, 1, 2, 2}, 0.5f);
   EXPECT_EQ(sample(Sampler::kDpmpp2m, *d, x, flow_sigmas(3)).code(), StatusCode::kInternal);
+}
+
+// ---- uni_pc ----------------------------------------------------------------------------------
+
+// With a constant denoiser D = T the UniPC history differences vanish and the exponential
+// integrator is exact: in VE terms every model input is T + σ·(x_start − T)/σ0, the model is
+// called at σ0 and then at each intermediate sigma once (corrector), and the result is that
+// line at the last sigma (0 → 0.001). bh1 and bh2 agree exactly here.
+TEST(Samplers, UniPcConstantTargetClosedForm) {
+  const Shape shape{1, 4, 8, 8};
+  PointMass pm(shape, 11);
+  const float* n = pm.noise.data_as<float>();
+  const float* t = pm.target.data_as<float>();
+  const std::vector<std::vector<float>> schedules = {
+      {1.0f, 0.0f}, {1.0f, 0.5f, 0.0f}, {0.9f, 0.6f, 0.3f, 0.1f}, flow_sigmas(5), flow_sigmas(20)};
+  for (const auto& sigmas : schedules) {
+    Tensor out_bh[2];
+    for (int v = 0; v < 2; ++v) {
+      const Sampler s = v == 0 ? Sampler::kUniPc : Sampler::kUniPcBh2;
+      SCOPED_TRACE(std::string(sampler_name(s)) + " steps " + std::to_string(sigmas.size() - 1));
+      std::vector<float> seen;
+      double err = 0;
+      const double s0 = sigmas[0];
+      Denoiser d = [&](const Tensor& xin, float sigma, const Tensor& out) -> Status {
+        seen.push_back(sigma);
+        const float* xp = xin.data_as<float>();
+        for (int64_t i = 0; i < xin.numel(); ++i)
+          err = std::max(err, std::fabs(double(xp[i]) - (t[i] + sigma * (n[i] - t[i]) / s0)));
+        copy_to(pm.target, out);
+        return ok_status();
+      };
+      Tensor x = owned_copy(pm.noise);
+      ASSERT_TRUE(sample(s, d, x, sigmas).ok());
+      const size_t steps = sigmas.size() - 1;
+      ASSERT_EQ(seen.size(), steps);
+      for (size_t i = 0; i < steps; ++i) EXPECT_EQ(seen[i], sigmas[i]);
+      EXPECT_LE(err, 2e-5);
+      const double end = sigmas.back() == 0.0f ? 0.001 : double(sigmas.back());
+      double end_err = 0;
+      if (steps == 1) {
+        // ComfyUI's order is min(3, N − 1) = 0 here: one model call, no update; x is only
+        // rescaled by α(end)/α(σ0).
+        const double k = std::sqrt((1.0 + end * end) / (1.0 + s0 * s0));
+        for (int64_t i = 0; i < x.numel(); ++i)
+          end_err = std::max(end_err, std::fabs(x.data_as<float>()[i] - k * n[i]));
+      } else {
+        for (int64_t i = 0; i < x.numel(); ++i)
+          end_err = std::max(end_err,
+                             std::fabs(x.data_as<float>()[i] - (t[i] + end * (n[i] - t[i]) / s0)));
+      }
+      // Ending at 0.001, ComfyUI's f32 σ_vp(0.001) = √(1 − exp(2·logα)) cancels: ~1e-4.
+      EXPECT_LE(end_err, sigmas.back() == 0.0f ? 3e-4 : 2e-5);
+      out_bh[v] = x;
+    }
+    // The history differences are rounding noise only, so B(h) hardly matters.
+    EXPECT_LE(max_abs_diff(out_bh[0], out_bh[1]), 1e-6);
+  }
+}
+
+// Gaussian data N(0, v) per element: the ideal VE denoiser is D(x, σ) = x·v/(v + σ²) and the
+// exact ODE solution is x(σ) = x(σ0)·√((v + σ²)/(v + σ0²)). UniPC (order 3, UniC corrector)
+// must converge at high order: doubling the steps cuts the error by well over 4 (Euler: 2).
+// bh1 and bh2 differ (B(h) enters once the history is non-trivial) yet both converge.
+TEST(Samplers, UniPcConvergesAtHighOrderOnGaussianData) {
+  const Shape shape{1, 1, 4, 4};
+  PointMass pm(shape, 5);
+  const double v = 0.25;
+  auto run = [&](Sampler s, int steps) {
+    std::vector<float> sigmas;
+    for (int i = 0; i <= steps; ++i)  // log-uniform from 10 to 0.05 (no 0: exact end point)
+      sigmas.push_back(float(10.0 * std::pow(0.005, double(i) / steps)));
+    Denoiser d = [&](const Tensor& xin, float sigma, const Tensor& out) -> Status {
+      for (int64_t i = 0; i < xin.numel(); ++i)
+        out.data_as<float>()[i] =
+            float(double(xin.data_as<float>()[i]) * v / (v + double(sigma) * sigma));
+      return ok_status();
+    };
+    Tensor x = owned_copy(pm.noise);
+    for (int64_t i = 0; i < x.numel(); ++i) x.data_as<float>()[i] *= 10.0f;
+    EXPECT_TRUE(sample(s, d, x, sigmas).ok());
+    const double s0 = sigmas.front(), s1 = sigmas.back();
+    const double k = std::sqrt((v + s1 * s1) / (v + s0 * s0));
+    double err = 0;
+    for (int64_t i = 0; i < x.numel(); ++i)
+      err =
+          std::max(err, std::fabs(x.data_as<float>()[i] - k * 10.0 * pm.noise.data_as<float>()[i]));
+    return err;
+  };
+  for (Sampler s : {Sampler::kUniPc, Sampler::kUniPcBh2}) {
+    SCOPED_TRACE(std::string(sampler_name(s)));
+    const double e8 = run(s, 8), e16 = run(s, 16), e32 = run(s, 32);
+    std::printf("[uni_pc] %s: err 8 %.3g, 16 %.3g, 32 %.3g\n", std::string(sampler_name(s)).c_str(),
+                e8, e16, e32);
+    EXPECT_LT(e16, e8 / 5.0);
+    EXPECT_LT(e16, 1e-3);  // 32 steps reach the f32 floor (~1e-4)
+    EXPECT_LT(e32, 1e-3);
+  }
+  Tensor a = owned_copy(pm.noise), b = owned_copy(pm.noise);
+  Denoiser d = [&](const Tensor& xin, float sigma, const Tensor& out) -> Status {
+    for (int64_t i = 0; i < xin.numel(); ++i)
+      out.data_as<float>()[i] = xin.data_as<float>()[i] * float(v / (v + sigma * sigma));
+    return ok_status();
+  };
+  ASSERT_TRUE(sample(Sampler::kUniPc, d, a, flow_sigmas(6)).ok());
+  ASSERT_TRUE(sample(Sampler::kUniPcBh2, d, b, flow_sigmas(6)).ok());
+  EXPECT_GT(max_abs_diff(a, b), 0.0);
+}
+
+TEST(Samplers, UniPcDiscardsThePenultimateSigma) {
+  EXPECT_TRUE(discards_penultimate_sigma(Sampler::kUniPc));
+  EXPECT_TRUE(discards_penultimate_sigma(Sampler::kUniPcBh2));
+  FlowModelSampling ms(3.0);
+  auto plain = ksampler_sigmas(ms, Scheduler::kSimple, 5, 1.0, false);
+  auto disc = ksampler_sigmas(ms, Scheduler::kSimple, 5, 1.0, true);
+  auto six = ksampler_sigmas(ms, Scheduler::kSimple, 6, 1.0, false);
+  ASSERT_TRUE(plain.ok() && disc.ok() && six.ok());
+  ASSERT_EQ(disc->size(), plain->size());
+  // The 6-step schedule without its second-to-last sigma.
+  std::vector<float> expect = *six;
+  expect.erase(expect.end() - 2);
+  EXPECT_EQ(*disc, expect);
 }
 
 }  // namespace
