@@ -6,6 +6,7 @@ list(APPEND SD35_ENGINE_SOURCES
   src/core/convert.cpp
   src/core/cpu_features.cpp
   src/core/arena.cpp
+  src/core/device_memory.cpp
   src/core/thread_pool.cpp
   src/backend/backend.cpp
   src/backend/cpu/cpu_backend.cpp

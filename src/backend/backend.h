@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/device_memory.h"
 #include "core/tensor.h"
 #include "sd35/status.h"
 
@@ -53,6 +54,12 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
   virtual Device device() const = 0;
+  // The memory this backend's tensors live in (host memory for cpu/reference). A workspace's
+  // arena allocates from it; its copies are ordered with the backend's queued work.
+  virtual DeviceMemory& memory() = 0;
+  // Waits until all queued work has finished (asynchronous backends); errors raised by
+  // asynchronous work surface here at the latest.
+  virtual Status synchronize() { return {}; }
 
   // y[M, N] = act(x[M, K] · w[N, K]ᵀ + bias[N]) (nn.Linear layout). x may have leading batch
   // dims ([..., K] with dense rows, any row stride); y likewise [..., N]. w is contiguous
@@ -117,7 +124,8 @@ class Backend {
   // Concatenates along `axis`; all other dims equal; y's dtype may differ (converted).
   virtual Status concat(std::span<const Tensor> inputs, int axis, const Tensor& y) = 0;
   // Elementwise copy between same-shape tensors of any strides; converts dtype when they
-  // differ (cast).
+  // differ (cast). A device backend also accepts one side in host memory when both are
+  // contiguous with the same dtype (an upload or download, synchronous for the host).
   virtual Status copy(const Tensor& x, const Tensor& y) = 0;
   Status cast(const Tensor& x, const Tensor& y) { return copy(x, y); }
 };

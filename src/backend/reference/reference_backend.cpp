@@ -8,6 +8,7 @@ class ReferenceBackend final : public Backend {
   ReferenceBackend() = default;
   std::string_view name() const override { return "reference"; }
   Device device() const override { return Device::kCPU; }
+  DeviceMemory& memory() override { return host_memory(); }
 
   Status gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
               const GemmParams& p) override {
