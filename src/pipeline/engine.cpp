@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <span>
 
 #include "core/cpu_features.h"
@@ -186,6 +187,14 @@ Result<Tensor> Engine::vae_encode(Workspace& ws, const Tensor& image_u8) const {
 Result<Tensor> Engine::sample(Workspace& ws, const Conditioning& positive,
                               const Conditioning& negative, const Tensor& latent,
                               const SampleParams& p) const {
+  const ConditioningEntry pos{&positive}, neg{&negative};
+  return sample(ws, std::span<const ConditioningEntry>(&pos, 1),
+                std::span<const ConditioningEntry>(&neg, 1), latent, p);
+}
+
+Result<Tensor> Engine::sample(Workspace& ws, std::span<const ConditioningEntry> positive,
+                              std::span<const ConditioningEntry> negative, const Tensor& latent,
+                              const SampleParams& p) const {
   const MMDiTConfig& cfg = mmdit_->config();
   if (latent.ndim() != 4 || latent.size(1) != cfg.in_channels || latent.numel() == 0)
     return invalid_argument("latent must be [B, " + std::to_string(cfg.in_channels) +
@@ -195,8 +204,16 @@ Result<Tensor> Engine::sample(Workspace& ws, const Conditioning& positive,
     return invalid_argument("cfg must be in [0, 100]");
   if (!std::isfinite(p.denoise)) return invalid_argument("denoise must be finite");
   if (!(p.shift > 0) || !std::isfinite(p.shift)) return invalid_argument("shift must be > 0");
-  SD35_RETURN_IF_ERROR(check_conditioning(positive, cfg, "positive"));
-  SD35_RETURN_IF_ERROR(check_conditioning(negative, cfg, "negative"));
+  if (positive.empty()) return invalid_argument("positive conditioning is empty");
+  // Entries [0, P) are the positive side, [P, P + N) the negative: the guidance's indices.
+  std::vector<ConditioningEntry> entries(positive.begin(), positive.end());
+  entries.insert(entries.end(), negative.begin(), negative.end());
+  for (size_t k = 0; k < entries.size(); ++k) {
+    const bool is_pos = k < positive.size();
+    const std::string which = is_pos ? "positive" : "negative";
+    if (!entries[k].conditioning) return invalid_argument(which + " conditioning entry is null");
+    SD35_RETURN_IF_ERROR(check_conditioning(*entries[k].conditioning, cfg, which.c_str()));
+  }
   if (ws.cancel.load()) return cancelled("job cancelled");
 
   const auto t0 = Clock::now();
@@ -237,106 +254,114 @@ Result<Tensor> Engine::sample(Workspace& ws, const Conditioning& positive,
 
   // math.isclose(cfg, 1.0): the uncond pass is skipped (ComfyUI sampling_function).
   const bool use_uncond = std::fabs(p.cfg - 1.0) > 1e-9 * std::max(1.0, std::fabs(p.cfg));
-  // cond and uncond run as one forward of 2B when their shapes agree (calc_cond_batch).
-  const bool batched = use_uncond && positive.context.shape() == negative.context.shape() &&
-                       positive.pooled.shape() == negative.pooled.shape();
-  const int64_t passes_rows = batched ? 2 * B : B;
   const Shape xs = lat.shape();
-  Shape in_shape = xs;
-  in_shape[0] = passes_rows;
-  auto make_ctx = [&](const Conditioning& c0, const Conditioning* c1, Tensor& ctx,
-                      Tensor& y) -> Status {
-    const int64_t rows = c1 ? 2 * B : B;
-    SD35_ASSIGN_OR_RETURN(
-        ctx, Tensor::zeros({rows, c0.context.size(1), c0.context.size(2)}, DType::kF32));
-    SD35_ASSIGN_OR_RETURN(y, Tensor::zeros({rows, c0.pooled.size(1)}, DType::kF32));
-    repeat_into(c0.context, ctx, 0, B);
-    repeat_into(c0.pooled, y, 0, B);
-    if (c1) {
-      repeat_into(c1->context, ctx, B, B);
-      repeat_into(c1->pooled, y, B, B);
+  const int64_t per_row = n / B;
+  // Each entry's context and pooled vector repeated over the batch ([B, L, D], [B, P]).
+  std::vector<Tensor> ctx_of(entries.size()), y_of(entries.size());
+  for (size_t k = 0; k < entries.size(); ++k) {
+    const Conditioning& c = *entries[k].conditioning;
+    SD35_ASSIGN_OR_RETURN(ctx_of[k],
+                          Tensor::zeros({B, c.context.size(1), c.context.size(2)}, DType::kF32));
+    SD35_ASSIGN_OR_RETURN(y_of[k], Tensor::zeros({B, c.pooled.size(1)}, DType::kF32));
+    repeat_into(c.context, ctx_of[k], 0, B);
+    repeat_into(c.pooled, y_of[k], 0, B);
+  }
+  // Stacked contexts of the condition groups that run as one forward, built once per group.
+  std::map<std::vector<int>, std::pair<Tensor, Tensor>> stacked;
+  auto group_inputs = [&](const std::vector<int>& group) -> Result<std::pair<Tensor, Tensor>> {
+    if (group.size() == 1) return std::make_pair(ctx_of[size_t(group[0])], y_of[size_t(group[0])]);
+    auto it = stacked.find(group);
+    if (it != stacked.end()) return it->second;
+    const Tensor& c0 = ctx_of[size_t(group[0])];
+    const Tensor& y0 = y_of[size_t(group[0])];
+    const int64_t rows = int64_t(group.size()) * B;
+    SD35_ASSIGN_OR_RETURN(Tensor ctx, Tensor::zeros({rows, c0.size(1), c0.size(2)}, DType::kF32));
+    SD35_ASSIGN_OR_RETURN(Tensor y, Tensor::zeros({rows, y0.size(1)}, DType::kF32));
+    for (size_t g = 0; g < group.size(); ++g) {
+      repeat_into(ctx_of[size_t(group[g])], ctx, int64_t(g), 1);  // offset in B-row units
+      repeat_into(y_of[size_t(group[g])], y, int64_t(g), 1);
     }
-    return ok_status();
+    return stacked.emplace(group, std::make_pair(ctx, y)).first->second;
   };
-  // ctx_c/ctx_u: each side alone (B rows); ctx_a: [cond; uncond] for the batched pass.
-  Tensor ctx_a, y_a, ctx_c, y_c, ctx_u, y_u;
-  SD35_RETURN_IF_ERROR(make_ctx(positive, nullptr, ctx_c, y_c));
-  SD35_RETURN_IF_ERROR(make_ctx(negative, nullptr, ctx_u, y_u));
-  if (batched) SD35_RETURN_IF_ERROR(make_ctx(positive, &negative, ctx_a, y_a));
-  SD35_ASSIGN_OR_RETURN(Tensor x_in, Tensor::zeros(in_shape, DType::kF32));
-  SD35_ASSIGN_OR_RETURN(Tensor v_out, Tensor::zeros(in_shape, DType::kF32));
-  SD35_ASSIGN_OR_RETURN(Tensor ts, Tensor::zeros({passes_rows}, DType::kF32));
+  Tensor x_in, v_out, ts;  // grown to the largest group's rows
   SD35_ASSIGN_OR_RETURN(Tensor d_cond, Tensor::zeros(xs, DType::kF32));
   SD35_ASSIGN_OR_RETURN(Tensor d_uncond, Tensor::zeros(xs, DType::kF32));
-  SD35_ASSIGN_OR_RETURN(Tensor x_cached, Tensor::zeros(xs, DType::kF32));
 
-  // One model evaluation: rows [0, B) (and [B, 2B) when batched) of x_in/v_out hold x.
-  auto run_model = [&](const Tensor& xcur, float sigma, const Tensor& ctx, const Tensor& y,
-                       int64_t rows, std::span<const int> skip) -> Status {
+  // One forward over a group of conditions whose contexts share a shape (calc_cond_batch
+  // concatenates such conds, cond and uncond alike, into one batch).
+  auto run_group = [&](const Tensor& xcur, float sigma, const std::vector<int>& group,
+                       std::span<const int> skip) -> Status {
+    const int64_t rows = int64_t(group.size()) * B;
+    if (!x_in.defined() || x_in.size(0) < rows) {
+      Shape in_shape = xs;
+      in_shape[0] = rows;
+      SD35_ASSIGN_OR_RETURN(x_in, Tensor::zeros(in_shape, DType::kF32));
+      SD35_ASSIGN_OR_RETURN(v_out, Tensor::zeros(in_shape, DType::kF32));
+      SD35_ASSIGN_OR_RETURN(ts, Tensor::zeros({rows}, DType::kF32));
+    }
+    SD35_ASSIGN_OR_RETURN(auto inputs, group_inputs(group));
     const size_t bytes = size_t(n) * sizeof(float);
-    for (int64_t r = 0; r < rows; r += B)
-      std::memcpy(x_in.data_as<char>() + size_t(r / B) * bytes, xcur.data(), bytes);
+    for (size_t g = 0; g < group.size(); ++g)
+      std::memcpy(x_in.data_as<char>() + g * bytes, xcur.data(), bytes);
     const float t = ms.timestep(sigma);
     for (int64_t r = 0; r < rows; ++r) ts.data_as<float>()[r] = t;
     MMDiTOptions mo;
     mo.compute = options_.compute;
     mo.skip_layers.assign(skip.begin(), skip.end());
-    Tensor xi = x_in.slice(0, 0, rows), vo = v_out.slice(0, 0, rows);
     ArenaScope scope(ws.arena());
     ++ws.timings.model_calls;
-    return mmdit_->forward(backend, ws.arena(), MMDiTInputs{xi, ts.slice(0, 0, rows), ctx, y}, vo,
-                           mo);
+    return mmdit_->forward(backend, ws.arena(),
+                           MMDiTInputs{x_in.slice(0, 0, rows), ts.slice(0, 0, rows),
+                                       inputs.first, inputs.second},
+                           v_out.slice(0, 0, rows), mo);
   };
-  // CONST.calculate_denoised: x − v·σ in f32, from rows [row0, row0 + B) of v_out.
-  auto to_denoised = [&](const Tensor& xcur, float sigma, int64_t row0, const Tensor& out) {
-    const float* xp = xcur.data_as<const float>();
-    const float* v = v_out.data_as<const float>() + row0 * (n / B);
-    float* o = out.data_as<float>();
-    for (int64_t i = 0; i < n; ++i) o[i] = xp[i] - v[i] * sigma;
-  };
-  // The guidance wrapper asks for one condition at a time (cond first, then uncond at the
-  // same x and σ). When both sides batch, the cond request runs the 2B forward and keeps the
-  // uncond half for the request that follows; the cache is keyed on σ and x's contents, so a
-  // different request never gets a stale result.
-  bool cache_valid = false;
-  float cache_sigma = 0;
-  ModelCall model = [&](const Tensor& xcur, float sigma, int cond_index, std::span<const int> skip,
-                        const Tensor& out) -> Status {
+  ModelCall model = [&](const Tensor& xcur, float sigma, std::span<const int> conds,
+                        std::span<const int> skip, std::span<const Tensor> outs) -> Status {
     if (ws.cancel.load()) return cancelled("job cancelled");
-    if (!xcur.is_contiguous() || xcur.numel() != n || !out.is_contiguous() || out.numel() != n)
+    if (!xcur.is_contiguous() || xcur.numel() != n)
       return internal_error("sampler passed a non-contiguous or mis-sized state");
-    const size_t bytes = size_t(n) * sizeof(float);
-    const bool plain = skip.empty();
-    if (cond_index == 1 && plain && cache_valid && cache_sigma == sigma &&
-        std::memcmp(x_cached.data(), xcur.data(), bytes) == 0) {
-      cache_valid = false;
-      std::memcpy(out.data(), d_uncond.data(), bytes);
-      return ok_status();
+    // Group the requested conditions by context/pooled shape, in request order.
+    std::vector<std::vector<int>> groups;
+    std::vector<std::vector<size_t>> slots;
+    for (size_t i = 0; i < conds.size(); ++i) {
+      const int k = conds[i];
+      if (k < 0 || size_t(k) >= entries.size() || !outs[i].is_contiguous() || outs[i].numel() != n)
+        return internal_error("guidance asked for a bad condition or output");
+      size_t g = 0;
+      for (; g < groups.size(); ++g) {
+        const int k0 = groups[g][0];
+        if (ctx_of[size_t(k0)].shape() == ctx_of[size_t(k)].shape() &&
+            y_of[size_t(k0)].shape() == y_of[size_t(k)].shape())
+          break;
+      }
+      if (g == groups.size()) groups.emplace_back(), slots.emplace_back();
+      groups[g].push_back(k);
+      slots[g].push_back(i);
     }
-    cache_valid = false;
-    if (cond_index == 0 && plain && batched) {
-      SD35_RETURN_IF_ERROR(run_model(xcur, sigma, ctx_a, y_a, 2 * B, skip));
-      to_denoised(xcur, sigma, 0, d_cond);
-      to_denoised(xcur, sigma, B, d_uncond);
-      std::memcpy(out.data(), d_cond.data(), bytes);
-      std::memcpy(x_cached.data(), xcur.data(), bytes);
-      cache_sigma = sigma;
-      cache_valid = true;
-      return ok_status();
+    for (size_t g = 0; g < groups.size(); ++g) {
+      SD35_RETURN_IF_ERROR(run_group(xcur, sigma, groups[g], skip));
+      // CONST.calculate_denoised: x − v·σ in f32.
+      const float* xp = xcur.data_as<const float>();
+      for (size_t j = 0; j < groups[g].size(); ++j) {
+        const float* v = v_out.data_as<const float>() + int64_t(j) * B * per_row;
+        float* o = outs[slots[g][j]].data_as<float>();
+        for (int64_t i = 0; i < n; ++i) o[i] = xp[i] - v[i] * sigma;
+      }
     }
-    const bool cond = cond_index == 0;
-    SD35_RETURN_IF_ERROR(run_model(xcur, sigma, cond ? ctx_c : ctx_u, cond ? y_c : y_u, B, skip));
-    to_denoised(xcur, sigma, 0, out);
-    // Kept for the observer (the SLG pass is not a side's prediction).
-    if (plain) std::memcpy((cond ? d_cond : d_uncond).data(), out.data(), bytes);
     return ok_status();
   };
 
   GuidanceOptions go;
-  go.positive = {GuidanceCondition{0}};
-  go.negative = {GuidanceCondition{1}};
+  for (size_t k = 0; k < entries.size(); ++k) {
+    const GuidanceCondition gc{int(k), entries[k].start_percent, entries[k].end_percent};
+    (k < positive.size() ? go.positive : go.negative).push_back(gc);
+  }
   go.cfg = p.cfg;
   go.slg = p.slg;
+  go.on_sides = [&](const Tensor& c, const Tensor& u) {
+    std::memcpy(d_cond.data(), c.data(), size_t(n) * sizeof(float));
+    std::memcpy(d_uncond.data(), u.data(), size_t(n) * sizeof(float));
+  };
   for (int l : go.slg.layers)
     if (l < 0 || l >= cfg.depth)
       return invalid_argument("skip-layer guidance layer " + std::to_string(l) +

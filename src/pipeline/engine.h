@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -113,6 +114,14 @@ struct SampleParams {
   Tensor noise;
 };
 
+// One entry of a conditioning list (ConditioningCombine keeps entries side by side; each may
+// carry a ConditioningSetTimestepRange window, as percents of the schedule).
+struct ConditioningEntry {
+  const Conditioning* conditioning = nullptr;  // not owned; [1, L, D] context, [1, P] pooled
+  double start_percent = 0.0;
+  double end_percent = 1.0;
+};
+
 struct GenerateParams {
   std::string prompt;
   std::string negative;
@@ -161,6 +170,12 @@ class Engine {
   // latent unchanged.
   Result<Tensor> sample(Workspace& ws, const Conditioning& positive, const Conditioning& negative,
                         const Tensor& latent, const SampleParams& params) const;
+  // The same with conditioning lists: on each side the entries active at σ are averaged
+  // (ComfyUI calc_cond_batch), and entries of equal shapes run as one batched forward. The
+  // positive list must not be empty; an empty negative list means uncond = 0.
+  Result<Tensor> sample(Workspace& ws, std::span<const ConditioningEntry> positive,
+                        std::span<const ConditioningEntry> negative, const Tensor& latent,
+                        const SampleParams& params) const;
   // process_out, VAE decode, clamp((x+1)/2), ×255 truncated to uint8 [B, H, W, 3].
   Result<Tensor> vae_decode(Workspace& ws, const Tensor& latent) const;
 

@@ -28,14 +28,16 @@ class GuidanceState {
  public:
   GuidanceState(ModelCall model, std::vector<ResolvedCondition> pos,
                 std::vector<ResolvedCondition> neg, double cfg, SkipLayerGuidance slg,
-                double slg_sigma_start, double slg_sigma_end)
+                double slg_sigma_start, double slg_sigma_end,
+                std::function<void(const Tensor&, const Tensor&)> on_sides)
       : model_(std::move(model)),
         pos_(std::move(pos)),
         neg_(std::move(neg)),
         cfg_(cfg),
         slg_(std::move(slg)),
         slg_sigma_start_(slg_sigma_start),
-        slg_sigma_end_(slg_sigma_end) {}
+        slg_sigma_end_(slg_sigma_end),
+        on_sides_(std::move(on_sides)) {}
 
   Status operator()(const Tensor& x, float sigma, const Tensor& out) {
     if (out.dtype() != DType::kF32 || !out.is_contiguous() || out.shape() != x.shape())
@@ -46,22 +48,24 @@ class GuidanceState {
     const float* c = cond_.data_as<float>();
     const float* u = uncond_.data_as<float>();
 
-    SD35_RETURN_IF_ERROR(evaluate_side(pos_, x, sigma, {}, cond_));
     // sampling_function: math.isclose(cond_scale, 1.0) skips the uncond side; calc_cond_batch
     // then leaves it at zero, which cfg_function uses as is.
     const bool skip_uncond = std::fabs(cfg_ - 1.0) <= 1e-9 * std::max(1.0, std::fabs(cfg_));
-    if (skip_uncond) {
-      std::fill(uncond_.data_as<float>(), uncond_.data_as<float>() + n, 0.0f);
-    } else {
-      SD35_RETURN_IF_ERROR(evaluate_side(neg_, x, sigma, {}, uncond_));
-    }
+    const size_t n_pos = collect_active(pos_, sigma, 0);
+    const size_t n_neg = skip_uncond ? 0 : collect_active(neg_, sigma, n_pos);
+    SD35_RETURN_IF_ERROR(evaluate(x, sigma, n_pos + n_neg, {}));
+    average(0, n_pos, cond_);
+    average(n_pos, n_neg, uncond_);
+    if (on_sides_) on_sides_(cond_, uncond_);
     const float scale = float(cfg_);
     for (int64_t j = 0; j < n; ++j) o[j] = u[j] + (c[j] - u[j]) * scale;
 
     // SkipLayerGuidanceDiT compares sigma[0].item() (a Python float) with the double window.
     const double s = double(sigma);
     if (!slg_.layers.empty() && slg_.scale > 0 && s >= slg_sigma_end_ && s <= slg_sigma_start_) {
-      SD35_RETURN_IF_ERROR(evaluate_side(pos_, x, sigma, slg_.layers, skip_));
+      const size_t n_skip = collect_active(pos_, sigma, 0);
+      SD35_RETURN_IF_ERROR(evaluate(x, sigma, n_skip, slg_.layers));
+      average(0, n_skip, skip_);
       const float* k = skip_.data_as<float>();
       const float slg_scale = float(slg_.scale);
       for (int64_t j = 0; j < n; ++j) o[j] = o[j] + (c[j] - k[j]) * slg_scale;
@@ -75,27 +79,43 @@ class GuidanceState {
     SD35_ASSIGN_OR_RETURN(cond_, Tensor::zeros(shape, DType::kF32));
     SD35_ASSIGN_OR_RETURN(uncond_, Tensor::zeros(shape, DType::kF32));
     SD35_ASSIGN_OR_RETURN(skip_, Tensor::zeros(shape, DType::kF32));
-    SD35_ASSIGN_OR_RETURN(one_, Tensor::zeros(shape, DType::kF32));
+    per_cond_.clear();
     return ok_status();
   }
 
-  // calc_cond_batch for one side: out = (0 + Σ D_k) / (1e-37 + Σ 1) in f32 over the active
-  // entries (0 when none is active).
-  Status evaluate_side(const std::vector<ResolvedCondition>& side, const Tensor& x, float sigma,
-                       std::span<const int> skip_layers, const Tensor& out) {
-    const int64_t n = x.numel();
-    float* o = out.data_as<float>();
-    const float* t = one_.data_as<float>();
-    std::fill(o, o + n, 0.0f);
-    float count = 1e-37f;
-    for (const ResolvedCondition& rc : side) {
-      if (!rc.active(sigma)) continue;
-      SD35_RETURN_IF_ERROR(model_(x, sigma, rc.cond_index, skip_layers, one_));
-      for (int64_t j = 0; j < n; ++j) o[j] = o[j] + t[j];
-      count = count + 1.0f;
+  // Appends the condition indices of `side`'s entries active at σ to indices_ (which holds
+  // `offset` entries already); returns how many were added.
+  size_t collect_active(const std::vector<ResolvedCondition>& side, float sigma, size_t offset) {
+    indices_.resize(offset);
+    for (const ResolvedCondition& rc : side)
+      if (rc.active(sigma)) indices_.push_back(rc.cond_index);
+    return indices_.size() - offset;
+  }
+
+  // One model call for the first `count` collected conditions, into per_cond_[0, count).
+  Status evaluate(const Tensor& x, float sigma, size_t count, std::span<const int> skip_layers) {
+    if (count == 0) return ok_status();
+    while (per_cond_.size() < count) {
+      SD35_ASSIGN_OR_RETURN(Tensor t, Tensor::zeros(x.shape(), DType::kF32));
+      per_cond_.push_back(std::move(t));
     }
-    for (int64_t j = 0; j < n; ++j) o[j] = o[j] / count;
-    return ok_status();
+    return model_(x, sigma, std::span<const int>(indices_.data(), count), skip_layers,
+                  std::span<const Tensor>(per_cond_.data(), count));
+  }
+
+  // calc_cond_batch for one side: out = (0 + Σ D_k) / (1e-37 + Σ 1) in f32 over the active
+  // entries per_cond_[first, first + count) (0 when none is active).
+  void average(size_t first, size_t count, const Tensor& out) {
+    const int64_t n = out.numel();
+    float* o = out.data_as<float>();
+    std::fill(o, o + n, 0.0f);
+    float total = 1e-37f;
+    for (size_t k = first; k < first + count; ++k) {
+      const float* t = per_cond_[k].data_as<const float>();
+      for (int64_t j = 0; j < n; ++j) o[j] = o[j] + t[j];
+      total = total + 1.0f;
+    }
+    for (int64_t j = 0; j < n; ++j) o[j] = o[j] / total;
   }
 
   ModelCall model_;
@@ -103,7 +123,10 @@ class GuidanceState {
   double cfg_;
   SkipLayerGuidance slg_;
   double slg_sigma_start_, slg_sigma_end_;
-  Tensor cond_, uncond_, skip_, one_;
+  std::function<void(const Tensor&, const Tensor&)> on_sides_;
+  Tensor cond_, uncond_, skip_;
+  std::vector<int> indices_;
+  std::vector<Tensor> per_cond_;
 };
 
 Status check_percent(double p, const char* what) {
@@ -149,7 +172,8 @@ Result<Denoiser> make_guidance_denoiser(ModelCall model, const FlowModelSampling
   // std::function needs a copyable callable: share the state.
   auto state =
       std::make_shared<GuidanceState>(std::move(model), std::move(pos), std::move(neg), options.cfg,
-                                      std::move(options.slg), slg_start, slg_end);
+                                      std::move(options.slg), slg_start, slg_end,
+                                      std::move(options.on_sides));
   return Denoiser([state](const Tensor& x, float sigma, const Tensor& denoised) {
     return (*state)(x, sigma, denoised);
   });

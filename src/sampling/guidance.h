@@ -21,11 +21,14 @@
 
 namespace sd35 {
 
-// Runs the model for condition `cond_index` at (x, σ) and writes its denoised prediction
-// (x − v·σ for SD3) into `denoised` (f32, shaped like x). `skip_layers` lists the MMDiT joint
+// Runs the model for every condition in `cond_indices` at (x, σ) and writes each denoised
+// prediction (x − v·σ for SD3) into the matching `denoised` tensor (f32, shaped like x). The
+// guidance asks for all active conditions of both sides in one call, so the caller can batch
+// them into one forward as ComfyUI's calc_cond_batch does. `skip_layers` lists the MMDiT joint
 // blocks to replace by identity (empty: the full model).
-using ModelCall = std::function<Status(const Tensor& x, float sigma, int cond_index,
-                                       std::span<const int> skip_layers, const Tensor& denoised)>;
+using ModelCall = std::function<Status(const Tensor& x, float sigma, std::span<const int> cond_indices,
+                                       std::span<const int> skip_layers,
+                                       std::span<const Tensor> denoised)>;
 
 // One entry of a positive or negative conditioning list.
 struct GuidanceCondition {
@@ -48,6 +51,9 @@ struct GuidanceOptions {
   std::vector<GuidanceCondition> negative;  // may be empty (then uncond is 0, as in ComfyUI)
   double cfg = 4.5;
   SkipLayerGuidance slg;
+  // Optional: after each plain evaluation, the averaged positive and negative predictions
+  // before CFG (uncond is all zeros when skipped); valid during the call only.
+  std::function<void(const Tensor& cond, const Tensor& uncond)> on_sides;
 };
 
 // Builds the Denoiser for sample(). `ms` converts the percents to sigmas (percent_to_sigma);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/png.h"
+#include "pipeline/conditioning.h"
 #include "pipeline/engine.h"
 #include "service/workflow/plan.h"
 
@@ -21,7 +22,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 // The recipe's graph at 128x128, 2 steps, with a plain empty-prompt negative (node 71 wired
-// straight into KSampler; the ZeroOut/Range/Combine trick needs Engine support).
+// straight into KSampler), so it can be compared with Engine::generate.
 json small_recipe() {
   return json::parse(R"({
   "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd3.5_medium.safetensors"}},
@@ -97,18 +98,17 @@ TEST_F(WorkflowRunTest, SmallRecipeEqualsGenerate) {
   EXPECT_EQ(std::memcmp(ref->image.data(), s.images.data(), size_t(s.images.numel())), 0);
 }
 
-// The full recipe (ZeroOut + timestep ranges + Combine on the negative) validates but the
-// Engine cannot sample a conditioning list yet: a clean error naming KSampler's input.
-TEST_F(WorkflowRunTest, CombinedNegativeIsReportedUnsupported) {
-  json g = small_recipe();
-  g["67"] = {{"class_type", "ConditioningZeroOut"}, {"inputs", {{"conditioning", {"71", 0}}}}};
-  g["68"] = {{"class_type", "ConditioningSetTimestepRange"},
-             {"inputs", {{"start", 0.1}, {"end", 1}, {"conditioning", {"67", 0}}}}};
-  g["70"] = {{"class_type", "ConditioningSetTimestepRange"},
-             {"inputs", {{"start", 0}, {"end", 0.1}, {"conditioning", {"71", 0}}}}};
-  g["69"] = {{"class_type", "ConditioningCombine"},
-             {"inputs", {{"conditioning_1", {"68", 0}}, {"conditioning_2", {"70", 0}}}}};
-  g["294"]["inputs"]["negative"] = {"69", 0};
+// The recipe's graph file itself (negative = Combine(Range(ZeroOut(enc "")), Range(enc ""))),
+// only shrunk to 128x128 and 3 steps: runs end to end, and equals Engine::sample called with
+// the same conditioning list directly.
+TEST_F(WorkflowRunTest, RecipeGraphFileRunsWithCombinedNegative) {
+  std::ifstream f(fs::path(SD35_TEST_DATA_DIR) / "workflows/sd35-medium-txt2img.json");
+  ASSERT_TRUE(f.good());
+  json g = json::parse(f);
+  ASSERT_EQ(g["294"]["inputs"]["negative"], json({"69", 0}));
+  g["135"]["inputs"]["width"] = 128;
+  g["135"]["inputs"]["height"] = 128;
+  g["294"]["inputs"]["steps"] = 3;
   auto plan = parse_workflow(g.dump(), options_);
   ASSERT_TRUE(plan.ok()) << plan.status().to_string();
   EngineOptions eo;
@@ -118,11 +118,39 @@ TEST_F(WorkflowRunTest, CombinedNegativeIsReportedUnsupported) {
   auto ws = (*engine)->make_workspace();
   ASSERT_TRUE(ws.ok());
   auto saved = execute_plan(*plan, **engine, **ws);
-  ASSERT_FALSE(saved.ok());
-  EXPECT_EQ(saved.status().code(), StatusCode::kUnsupported);
-  EXPECT_NE(saved.status().message().find("node 294 (KSampler), input 'negative'"),
-            std::string::npos)
-      << saved.status().message();
+  ASSERT_TRUE(saved.ok()) << saved.status().to_string();
+  ASSERT_EQ(saved->size(), 1u);
+  const Tensor& image = (*saved)[0].images;
+  ASSERT_EQ(image.shape(), Shape({1, 128, 128, 3}));
+
+  const json& ks = g["294"]["inputs"];
+  auto pos = (*engine)->encode_prompt(**ws, g["6"]["inputs"]["text"].get<std::string>());
+  auto empty = (*engine)->encode_prompt(**ws, g["71"]["inputs"]["text"].get<std::string>());
+  ASSERT_TRUE(pos.ok() && empty.ok());
+  auto zero = conditioning_zero_out(*empty);
+  ASSERT_TRUE(zero.ok());
+  const ConditioningEntry positive[] = {{&*pos}};
+  // Combine keeps conditioning_1's entries first: node 68 (zeroed, 0.1..1), then node 70.
+  const ConditioningEntry negative[] = {{&*zero, 0.1, 1.0}, {&*empty, 0.0, 0.1}};
+  SampleParams sp;
+  sp.sampler = Sampler::kDpmpp2m;
+  sp.scheduler = Scheduler::kSgmUniform;
+  sp.steps = 3;
+  sp.cfg = ks["cfg"].get<double>();
+  sp.seed = ks["seed"].get<uint64_t>();
+  sp.shift = g["13"]["inputs"]["shift"].get<double>();
+  auto latent = (*engine)->empty_latent(128, 128, 1);
+  ASSERT_TRUE(latent.ok());
+  auto x = (*engine)->sample(**ws, positive, negative, *latent, sp);
+  ASSERT_TRUE(x.ok()) << x.status().to_string();
+  auto direct = (*engine)->vae_decode(**ws, *x);
+  ASSERT_TRUE(direct.ok());
+  EXPECT_EQ(std::memcmp(direct->data(), image.data(), size_t(image.numel())), 0);
+
+  // The ranged negative really differs from a plain empty-prompt negative.
+  auto plain = (*engine)->sample(**ws, *pos, *empty, *latent, sp);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_NE(std::memcmp(plain->data(), x->data(), size_t(x->numel()) * sizeof(float)), 0);
 }
 
 // `sd35 generate --workflow`: writes <prefix>_00001_.png with the graph in tEXt "prompt",

@@ -177,13 +177,14 @@ TEST_F(GoldenPipeline, CfgCombinationMatchesGolden) {
     SCOPED_TRACE(c);
     const std::vector<float> sigmas = to_floats(golden(c + ".sigmas"));
     int step = 0;
-    ModelCall model = [&](const Tensor& x, float sigma, int cond_index, std::span<const int> skip,
-                          const Tensor& out) -> Status {
+    ModelCall model = [&](const Tensor& x, float sigma, std::span<const int> conds,
+                          std::span<const int> skip, std::span<const Tensor> outs) -> Status {
       EXPECT_TRUE(skip.empty());
       EXPECT_EQ(sigma, sigmas[size_t(step)]);
-      copy_to(golden(c + ".step" + std::to_string(step) +
-                     (cond_index == 0 ? ".denoised_cond" : ".denoised_uncond")),
-              out);
+      for (size_t i = 0; i < conds.size(); ++i)
+        copy_to(golden(c + ".step" + std::to_string(step) +
+                       (conds[i] == 0 ? ".denoised_cond" : ".denoised_uncond")),
+                outs[i]);
       return ok_status();
     };
     GuidanceOptions go;
@@ -488,16 +489,21 @@ TEST(Samplers, ErrorsAndEdgeCases) {
 // A model whose prediction for condition k is the constant k + 1 (or `skip_value` when layers
 // are skipped), recording the calls.
 struct FakeModel {
-  std::vector<std::pair<int, bool>> calls;  // (cond_index, skipped)
+  std::vector<std::pair<int, bool>> calls;  // (cond_index, skipped), one per condition
+  std::vector<size_t> batch_sizes;          // conditions per model call
   std::vector<int> last_skip;
   float skip_value = 0.25f;
   ModelCall call() {
-    return [this](const Tensor& x, float, int k, std::span<const int> skip,
-                  const Tensor& out) -> Status {
-      calls.emplace_back(k, !skip.empty());
+    return [this](const Tensor& x, float, std::span<const int> conds, std::span<const int> skip,
+                  std::span<const Tensor> outs) -> Status {
+      EXPECT_EQ(conds.size(), outs.size());
+      batch_sizes.push_back(conds.size());
+      for (size_t i = 0; i < conds.size(); ++i) {
+        calls.emplace_back(conds[i], !skip.empty());
+        std::fill(outs[i].data_as<float>(), outs[i].data_as<float>() + outs[i].numel(),
+                  skip.empty() ? float(conds[i] + 1) : skip_value);
+      }
       last_skip.assign(skip.begin(), skip.end());
-      std::fill(out.data_as<float>(), out.data_as<float>() + out.numel(),
-                skip.empty() ? float(k + 1) : skip_value);
       return ok_status();
     };
   }
@@ -529,6 +535,9 @@ TEST(Guidance, TimestepRangesAndAveraging) {
   EXPECT_EQ(run_once(*d, boundary), 15.0f + (1.0f - 15.0f) * 2.0f);
   EXPECT_EQ(run_once(*d, std::nextafter(boundary, 2.0f)), 10.0f + (1.0f - 10.0f) * 2.0f);
   EXPECT_EQ(run_once(*d, std::nextafter(boundary, 0.0f)), 20.0f + (1.0f - 20.0f) * 2.0f);
+  // Every evaluation asks for all active conditions of both sides in one call (so the engine
+  // can batch them like calc_cond_batch): cond + one negative, or cond + both at the boundary.
+  EXPECT_EQ(m.batch_sizes, (std::vector<size_t>{2, 2, 3, 2, 2}));
 }
 
 TEST(Guidance, NoActiveNegativeIsZeroAndCfgOneSkipsUncond) {
@@ -609,7 +618,8 @@ TEST(Guidance, RejectsBadOptions) {
 // The guidance denoiser drives a sampler end to end: model errors propagate.
 TEST(Guidance, ModelErrorPropagatesThroughSample) {
   const FlowModelSampling ms(3.0);
-  ModelCall bad = [](const Tensor&, float, int, std::span<const int>, const Tensor&) -> Status {
+  ModelCall bad = [](const Tensor&, float, std::span<const int>, std::span<const int>,
+                     std::span<const Tensor>) -> Status {
     return internal_error("boom");
   };
   GuidanceOptions go;

@@ -112,23 +112,19 @@ class Executor {
     out = {std::move(*t)};
     return ok_status();
   }
-  // One conditioning side as the single Conditioning Engine::sample takes; several entries or
-  // a timestep range are not supported by the Engine yet.
-  static Result<const Conditioning*> single(const CondValue& v) {
-    if (v.size() != 1)
-      return unsupported("combined conditioning (" + std::to_string(v.size()) +
-                         " entries) is not supported by the engine yet");
-    if (!(v[0].start <= 0.0 && v[0].end >= 1.0))
-      return unsupported("a conditioning timestep range is not supported by the engine yet");
-    return v[0].cond.get();
+  // A conditioning value as the Engine's entry list (pointers into the value, which outlives
+  // the sample call).
+  static std::vector<ConditioningEntry> entries(const CondValue& v) {
+    std::vector<ConditioningEntry> out;
+    for (const auto& e : v) out.push_back(ConditioningEntry{e.cond.get(), e.start, e.end});
+    return out;
   }
   Status eval(const PlanNode& n, const KSamplerOp& op, std::vector<Value>& out,
               std::vector<SavedImage>&) {
     const ModelValue& m = in<ModelValue>(op.model);
-    auto pos = single(in<CondValue>(op.positive));
-    if (!pos.ok()) return node_fail(n, "positive", pos.status());
-    auto neg = single(in<CondValue>(op.negative));
-    if (!neg.ok()) return node_fail(n, "negative", neg.status());
+    const std::vector<ConditioningEntry> pos = entries(in<CondValue>(op.positive));
+    const std::vector<ConditioningEntry> neg = entries(in<CondValue>(op.negative));
+    if (pos.empty()) return node_fail(n, "positive", invalid_argument("conditioning is empty"));
     SampleParams p;
     p.sampler = op.sampler;
     p.scheduler = op.scheduler;
@@ -138,7 +134,7 @@ class Executor {
     p.seed = op.seed;
     p.shift = m.shift;
     p.slg = m.slg;
-    auto x = engine_.sample(ws_, **pos, **neg, in<Tensor>(op.latent_image), p);
+    auto x = engine_.sample(ws_, pos, neg, in<Tensor>(op.latent_image), p);
     if (!x.ok()) return node_fail(n, "", x.status());
     out = {std::move(*x)};
     return ok_status();
