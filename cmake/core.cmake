@@ -9,6 +9,8 @@ list(APPEND SD35_ENGINE_SOURCES
   src/core/device_memory.cpp
   src/core/thread_pool.cpp
   src/backend/backend.cpp
+  src/backend/transfer.cpp
+  src/backend/make_backend.cpp
   src/backend/cpu/cpu_backend.cpp
   src/backend/reference/reference_backend.cpp
 )

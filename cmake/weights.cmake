@@ -6,6 +6,7 @@ list(APPEND SD35_ENGINE_SOURCES
   src/weights/model_configs.cpp
   src/weights/weight_specs.cpp
   src/weights/weight_binder.cpp
+  src/weights/weight_placer.cpp
 )
 list(APPEND SD35_CLI_SOURCES
   src/cli/main.cpp

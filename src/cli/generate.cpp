@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cuda/cuda_backend.h"
 #include "cli/commands.h"
 #include "core/cpu_features.h"
 #include "io/png.h"
@@ -34,6 +35,8 @@ struct GenerateOptions {
   bool no_t5 = false, quiet = false;
   std::string compute;  // empty: preferred_cpu_compute_dtype()
   std::string backend = "cpu";
+  int device = 0;                    // --device: CUDA device index
+  std::string text_device = "auto";  // --text-device
   std::string output = "output.png";
   std::string slg_layers;  // empty: no skip-layer guidance
   double slg_scale = 3.0, slg_start = 0.01, slg_end = 0.15;
@@ -61,6 +64,31 @@ std::vector<int> parse_layers(const std::string& s) {
 int fail(const std::string& msg) {
   std::fprintf(stderr, "sd35 generate: %s\n", msg.c_str());
   return 1;
+}
+
+// Backend, device and text placement into the engine options; with cuda, prints the GPU
+// (name, driver, memory) first so a log shows what ran. Empty on success, else the error.
+std::string apply_backend_options(const GenerateOptions& opt, EngineOptions& eo) {
+  eo.backend = opt.backend;
+  eo.threads = opt.threads;
+  eo.device = opt.device;
+  eo.text_device = opt.text_device;
+  if (!opt.quiet)
+    eo.log = [](const std::string& m) { std::fprintf(stderr, "sd35: %s\n", m.c_str()); };
+  if (opt.backend != "cuda") return {};
+  // The GPU's fast mode is bf16 unless --compute says otherwise.
+  if (opt.compute.empty()) eo.compute = DType::kBF16;
+  auto info = cuda_device_info(opt.device);
+  if (!info.ok()) return info.status().to_string();
+  if (!opt.quiet)
+    std::fprintf(stderr,
+                 "sd35: CUDA device %d: %s (sm_%d%d, %d SMs), driver %d, runtime %d, "
+                 "%.2f GiB free of %.2f GiB\n",
+                 info->index, info->name.c_str(), info->sm_major, info->sm_minor,
+                 info->multiprocessors, info->driver_version, info->runtime_version,
+                 double(info->free_bytes) / double(size_t(1) << 30),
+                 double(info->total_bytes) / double(size_t(1) << 30));
+  return {};
 }
 
 // "out.png" -> "out_00001.png" (ComfyUI's counter style) for batch entries.
@@ -95,8 +123,7 @@ int run_workflow(const GenerateOptions& opt) {
     if (!d.ok()) return fail(d.status().message());
     eo.compute = *d;
   }
-  eo.backend = opt.backend;
-  eo.threads = opt.threads;
+  if (auto err = apply_backend_options(opt, eo); !err.empty()) return fail(err);
   auto engine_or = Engine::load(eo);
   if (!engine_or.ok()) return fail(engine_or.status().to_string());
   auto ws_or = (*engine_or)->make_workspace();
@@ -147,8 +174,7 @@ int run_generate(const GenerateOptions& opt) {
     if (!d.ok()) return fail(d.status().message());
     eo.compute = *d;
   }
-  eo.backend = opt.backend;
-  eo.threads = opt.threads;
+  if (auto err = apply_backend_options(opt, eo); !err.empty()) return fail(err);
   eo.load_t5 = !opt.no_t5;
 
   // Validate everything cheap before loading gigabytes.
@@ -289,7 +315,10 @@ void register_generate(CLI::App& app, int& exit_code) {
   cmd->add_option("--slg-end", opt->slg_end, "SLG end percent (default 0.15)");
   cmd->add_flag("--no-t5", opt->no_t5, "do not load or use T5-XXL (CLIP only)");
   cmd->add_option("--compute", opt->compute, "f32 or bf16 (default: bf16 where the CPU has it)");
-  cmd->add_option("--backend", opt->backend, "cpu (default) or reference");
+  cmd->add_option("--backend", opt->backend, "cpu (default), reference or cuda");
+  cmd->add_option("--device", opt->device, "CUDA device index (default 0)");
+  cmd->add_option("--text-device", opt->text_device,
+                  "with cuda: where CLIP/T5 run: auto (default: gpu if memory allows), cpu, gpu");
   cmd->add_option("--threads", opt->threads, "CPU threads (default: all)");
   CLI::Option* output = cmd->add_option(
       "-o,--output", opt->output,

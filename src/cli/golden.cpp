@@ -16,6 +16,9 @@
 #include <limits>
 #include <sstream>
 
+#include "backend/cuda/cuda_backend.h"
+#include "backend/make_backend.h"
+#include "backend/transfer.h"
 #include "cli/commands.h"
 
 namespace sd35::cli::golden {
@@ -329,6 +332,31 @@ void StageContext::report(CaseResult r) {
   results.push_back(std::move(r));
 }
 
+Result<Tensor> StageContext::to_device(const Tensor& host) {
+  if (backend.device() == Device::kCPU) return host;
+  return to_backend(backend, arena, host);
+}
+
+Result<Tensor> StageContext::output(const Shape& shape, DType dtype) {
+  if (backend.device() == Device::kCPU) return Tensor::zeros(shape, dtype);
+  return arena.tensor(shape, dtype);
+}
+
+Result<Tensor> StageContext::to_host(const Tensor& t) {
+  if (t.device() == Device::kCPU) return to_f32(t);
+  // Device: a contiguous device copy when strided (a view of a larger buffer), downloaded,
+  // then widened on the host.
+  Tensor src = t;
+  ArenaScope scope(arena);
+  if (!t.is_contiguous()) {
+    SD35_ASSIGN_OR_RETURN(src, arena.tensor(t.shape(), t.dtype()));
+    SD35_RETURN_IF_ERROR(backend.copy(t, src));
+  }
+  SD35_ASSIGN_OR_RETURN(Tensor raw, Tensor::zeros(t.shape(), t.dtype()));
+  SD35_RETURN_IF_ERROR(download_bytes(backend, src, raw.data()));
+  return to_f32(raw);
+}
+
 void StageContext::info(const std::string& line) const {
   std::printf("%-9s # %s\n", std::string(stage).c_str(), line.c_str());
   std::fflush(stdout);
@@ -345,6 +373,7 @@ struct GoldenOptions {
   std::string backend = "cpu";
   std::string compute = "f32";
   int threads = 0;
+  int device = 0;
 };
 
 bool known_stage(std::string_view s) {
@@ -370,19 +399,27 @@ int run_golden(const GoldenOptions& opt) {
     compute = DType::kBF16;
   else
     return fail("--compute must be f32 or bf16, not '" + opt.compute + "'");
-  std::unique_ptr<Backend> backend;
-  if (opt.backend == "cpu")
-    backend = make_cpu_backend(opt.threads);
-  else if (opt.backend == "reference")
-    backend = make_reference_backend();
-  else
-    return fail("--backend must be cpu or reference, not '" + opt.backend + "'");
-  if (!backend) return fail("backend '" + opt.backend + "' is not available");
+  auto backend_or = make_backend_by_name(opt.backend, BackendSpec{opt.threads, opt.device});
+  if (!backend_or.ok()) return fail(backend_or.status().to_string());
+  std::unique_ptr<Backend> backend = std::move(backend_or).value();
+  // A device backend: the stages' models upload their weights to the same GPU.
+  std::unique_ptr<WeightPlacer> placer;
+  if (backend->device() != Device::kCPU) {
+    auto info = cuda_device_info(opt.device);
+    if (info.ok())
+      std::printf("CUDA device %d: %s, driver %d, %.2f GiB free of %.2f GiB\n", info->index,
+                  info->name.c_str(), info->driver_version,
+                  double(info->free_bytes) / double(size_t(1) << 30),
+                  double(info->total_bytes) / double(size_t(1) << 30));
+    auto memory = cuda_weight_memory(opt.device);
+    if (!memory.ok()) return fail(memory.status().to_string());
+    placer = std::make_unique<WeightPlacer>(std::move(memory).value());
+  }
 
   auto set_or = GoldenSet::open(opt.set_dir);
   if (!set_or.ok()) return fail(set_or.status().to_string());
   GoldenSet& set = **set_or;
-  Arena arena;
+  Arena arena(backend->memory());
 
   std::printf("golden set %s: backend %s, compute %s\n", opt.set_dir.c_str(), opt.backend.c_str(),
               opt.compute.c_str());
@@ -400,7 +437,8 @@ int run_golden(const GoldenOptions& opt) {
       if (!opt.stages.empty()) ++errors;
       continue;
     }
-    StageContext ctx{set, *backend, arena, compute, name, {}, {}};
+    StageContext ctx{set, *backend, arena, compute, name, placer.get(), opt.backend, opt.device,
+                     {}, {}};
     Status st;
     try {
       st = stage->run(ctx);
@@ -448,7 +486,8 @@ void register_golden(CLI::App& app, int& exit_code) {
                   "stages to run, comma-separated: tokenizer, text, cond, mmdit, vae, noise, "
                   "schedule, pipeline (default: every implemented stage)")
       ->delimiter(',');
-  cmd->add_option("--backend", opt->backend, "cpu (default) or reference");
+  cmd->add_option("--backend", opt->backend, "cpu (default), reference or cuda");
+  cmd->add_option("--device", opt->device, "CUDA device index (default 0)");
   cmd->add_option("--compute", opt->compute,
                   "activation precision: f32 (default; the goldens' tolerances) or bf16 (looser "
                   "sanity tolerances)");

@@ -22,6 +22,7 @@
 #include "io/safetensors.h"
 #include "sd35/status.h"
 #include "weights/weight_index.h"
+#include "weights/weight_placer.h"
 
 namespace sd35::cli::golden {
 
@@ -103,17 +104,31 @@ class GoldenSet {
 std::vector<std::pair<std::string, std::vector<std::string>>> group_cases(
     const std::vector<ManifestEntry>& entries);
 
+// What a stage runs on. With a device backend (--backend cuda) the arena allocates device
+// memory, models load their weights through `placer`, inputs go up with to_device() and
+// results come back with to_host() before compare(); on the host all three are no-ops.
 struct StageContext {
   GoldenSet& set;
   Backend& backend;
-  Arena& arena;
+  Arena& arena;  // on backend.memory()
   DType compute = DType::kF32;
   std::string_view stage;
+  WeightPlacer* placer = nullptr;  // nullptr: host weights
+  std::string backend_name;        // for stages that build an Engine
+  int device = 0;
   // Cases reported so far by this stage (the driver prints them as they come).
   std::vector<CaseResult> results;
   // Set by a stage that found nothing to check in this set (e.g. no goldens_vae in the
   // manifest): printed as "skipped (<reason>)".
   std::string skipped;
+
+  // A host tensor's copy on the backend's device (arena memory, kept until the stage ends);
+  // the tensor itself on a host backend.
+  Result<Tensor> to_device(const Tensor& host);
+  // A zero-filled host tensor (host backend) or an uninitialised arena tensor (device).
+  Result<Tensor> output(const Shape& shape, DType dtype);
+  // An owned f32 host copy of a host or device tensor of any strides (compare() input).
+  Result<Tensor> to_host(const Tensor& t);
 
   void report(CaseResult r);
   // One line of information (model config, load time) printed between the case lines.

@@ -143,7 +143,9 @@ Status run_cond(StageContext& ctx) {
 
   SD35_ASSIGN_OR_RETURN(const WeightIndex* index, ctx.set.weights());
   const auto t0 = std::chrono::steady_clock::now();
-  auto te_or = TextEncoders::load(*index);
+  TextEncodersOptions teo;
+  teo.placer = ctx.placer;  // a device backend: the encoders' weights on its GPU
+  auto te_or = TextEncoders::load(*index, teo);
   if (!te_or.ok()) return te_or.status().with_context("loading the text encoders: ");
   const TextEncoders& te = **te_or;
   const double load_ms =

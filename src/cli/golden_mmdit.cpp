@@ -89,7 +89,7 @@ Status run_mmdit(StageContext& ctx) {
                      "among the set's model files");
   }
   const auto t0 = std::chrono::steady_clock::now();
-  auto model_or = MMDiT::load(*index);
+  auto model_or = MMDiT::load(*index, ctx.placer);
   if (!model_or.ok()) return model_or.status().with_context("loading the MMDiT: ");
   const MMDiT& model = **model_or;
   const double load_ms =
@@ -124,7 +124,7 @@ Status run_mmdit(StageContext& ctx) {
         if (!wanted.count(n)) return;
         // The tensor is only valid during the call, and may be a strided or bf16 view:
         // an f32 copy keeps it.
-        auto copy = to_f32(v);
+        auto copy = ctx.to_host(v);
         if (copy.ok())
           observed[std::string(n)] = std::move(*copy);
         else if (observe_status.ok())
@@ -132,12 +132,18 @@ Status run_mmdit(StageContext& ctx) {
       };
     }
 
-    SD35_ASSIGN_OR_RETURN(Tensor out, Tensor::zeros(golden_out.shape(), DType::kF32));
+    // Device backends: inputs up (timesteps stay host values, as the engine passes them).
+    MMDiTInputs din = in;
+    SD35_ASSIGN_OR_RETURN(din.x, ctx.to_device(in.x));
+    SD35_ASSIGN_OR_RETURN(din.context, ctx.to_device(in.context));
+    SD35_ASSIGN_OR_RETURN(din.y, ctx.to_device(in.y));
+    SD35_ASSIGN_OR_RETURN(Tensor dout, ctx.output(golden_out.shape(), DType::kF32));
     const auto f0 = std::chrono::steady_clock::now();
     Status st;
     {
       ArenaScope scope(ctx.arena);
-      st = model.forward(ctx.backend, ctx.arena, in, out, options);
+      st = model.forward(ctx.backend, ctx.arena, din, dout, options);
+      if (st.ok()) st = ctx.backend.synchronize();
     }
     const double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - f0).count();
@@ -146,6 +152,7 @@ Status run_mmdit(StageContext& ctx) {
       ctx.report(failed_case(out_name, tol, "forward: " + st.to_string()));
       continue;
     }
+    SD35_ASSIGN_OR_RETURN(Tensor out, ctx.to_host(dout));
     CaseResult r = compare(out_name, out, golden_out, tol);
     r.ms = ms;
     ctx.report(std::move(r));

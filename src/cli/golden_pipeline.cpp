@@ -141,7 +141,8 @@ Status run_pipeline(StageContext& ctx) {
   const auto t0 = std::chrono::steady_clock::now();
   EngineOptions eo;
   eo.models = set_model_files(ctx.set.dir());
-  eo.backend = std::string(ctx.backend.name());
+  eo.backend = ctx.backend_name;
+  eo.device = ctx.device;
   eo.compute = ctx.compute;
   auto engine_or = Engine::load(eo);
   if (!engine_or.ok()) return engine_or.status().with_context("loading the engine: ");
@@ -245,8 +246,11 @@ Status run_pipeline(StageContext& ctx) {
     ctx.report(std::move(rs));
     if (has(fields, "latent")) {
       SD35_ASSIGN_OR_RETURN(Tensor g, load("latent"));
-      SD35_ASSIGN_OR_RETURN(Tensor vae_latent, Tensor::zeros(samples->shape(), DType::kF32));
-      SD35_RETURN_IF_ERROR(sd3_latent_to_vae(ws->backend(), *samples, vae_latent));
+      // samples is host memory; a device backend's ops take device tensors.
+      SD35_ASSIGN_OR_RETURN(Tensor dsamples, ctx.to_device(*samples));
+      SD35_ASSIGN_OR_RETURN(Tensor dlatent, ctx.output(samples->shape(), DType::kF32));
+      SD35_RETURN_IF_ERROR(sd3_latent_to_vae(ctx.backend, dsamples, dlatent));
+      SD35_ASSIGN_OR_RETURN(Tensor vae_latent, ctx.to_host(dlatent));
       ctx.report(compare(name + ".latent", vae_latent, g, tol));
     }
     if (has(fields, "image_u8")) {

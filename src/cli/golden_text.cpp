@@ -68,9 +68,10 @@ void report_fields(StageContext& ctx, const std::string& prefix,
 }
 
 // An observe callback that keeps f32 copies of the named tensors (valid only during the call).
-std::function<void(std::string_view, const Tensor&)> collector(Observed& observed, Status& status) {
-  return [&observed, &status](std::string_view n, const Tensor& v) {
-    auto copy = to_f32(v);
+std::function<void(std::string_view, const Tensor&)> collector(StageContext& ctx,
+                                                             Observed& observed, Status& status) {
+  return [&ctx, &observed, &status](std::string_view n, const Tensor& v) {
+    auto copy = ctx.to_host(v);
     if (copy.ok())
       observed[std::string(n)] = std::move(*copy);
     else if (status.ok())
@@ -88,7 +89,7 @@ Status run_clip(StageContext& ctx, const WeightIndex& index, Component role,
     return not_found(ctx.set.dir() + ": no " + std::string(component_name(role)) +
                      " weights among the set's model files");
   }
-  auto model_or = ClipTextModel::load(index, role);
+  auto model_or = ClipTextModel::load(index, role, {}, ctx.placer);
   if (!model_or.ok()) {
     return model_or.status().with_context("loading " + std::string(component_name(role)) + ": ");
   }
@@ -103,16 +104,16 @@ Status run_clip(StageContext& ctx, const WeightIndex& index, Component role,
   if (ids.ndim() != 2) return data_loss(prefix + ".input_ids is not [B, L]");
   ClipOutputs out;
   SD35_ASSIGN_OR_RETURN(out.hidden,
-                        Tensor::zeros(Shape{ids.size(0), ids.size(1), c.width}, DType::kF32));
+                        ctx.output(Shape{ids.size(0), ids.size(1), c.width}, DType::kF32));
   SD35_ASSIGN_OR_RETURN(out.pooled,
-                        Tensor::zeros(Shape{ids.size(0), model.pooled_width()}, DType::kF32));
+                        ctx.output(Shape{ids.size(0), model.pooled_width()}, DType::kF32));
   Observed observed;
   Status observe_status;
   const auto t0 = std::chrono::steady_clock::now();
   Status st;
   {
     ArenaScope scope(ctx.arena);
-    st = model.encode(ctx.backend, ctx.arena, ids, out, collector(observed, observe_status));
+    st = model.encode(ctx.backend, ctx.arena, ids, out, collector(ctx, observed, observe_status));
   }
   const double ms = ms_since(t0);
   if (!st.ok()) {
@@ -121,8 +122,8 @@ Status run_clip(StageContext& ctx, const WeightIndex& index, Component role,
         ctx.report(failed_case(prefix + "." + f, kTol, "encode: " + st.to_string()));
     return ok_status();
   }
-  observed["sd3_hidden"] = out.hidden;
-  observed["sd3_pooled"] = out.pooled;
+  SD35_ASSIGN_OR_RETURN(observed["sd3_hidden"], ctx.to_host(out.hidden));
+  SD35_ASSIGN_OR_RETURN(observed["sd3_pooled"], ctx.to_host(out.pooled));
   report_fields(ctx, prefix, fields, observed, observe_status, ms);
   return ok_status();
 }
@@ -134,14 +135,14 @@ Status run_t5(StageContext& ctx, const T5Encoder& model, const std::string& pref
   if (ids.ndim() != 2) return data_loss(prefix + ".input_ids is not [B, L]");
   SD35_ASSIGN_OR_RETURN(
       Tensor out,
-      Tensor::zeros(Shape{ids.size(0), ids.size(1), model.config().d_model}, DType::kF32));
+      ctx.output(Shape{ids.size(0), ids.size(1), model.config().d_model}, DType::kF32));
   Observed observed;
   Status observe_status;
   const auto t0 = std::chrono::steady_clock::now();
   Status st;
   {
     ArenaScope scope(ctx.arena);
-    st = model.encode(ctx.backend, ctx.arena, ids, out, collector(observed, observe_status));
+    st = model.encode(ctx.backend, ctx.arena, ids, out, collector(ctx, observed, observe_status));
   }
   const double ms = ms_since(t0);
   if (!st.ok()) {
@@ -150,7 +151,8 @@ Status run_t5(StageContext& ctx, const T5Encoder& model, const std::string& pref
         ctx.report(failed_case(prefix + "." + f, kTol, "encode: " + st.to_string()));
     return ok_status();
   }
-  observed["last_hidden_state"] = out;  // the encoder's output, not only what it observed
+  // The encoder's output, not only what it observed.
+  SD35_ASSIGN_OR_RETURN(observed["last_hidden_state"], ctx.to_host(out));
   report_fields(ctx, prefix, fields, observed, observe_status, ms);
   return ok_status();
 }
@@ -203,7 +205,7 @@ Status run_text(StageContext& ctx) {
         return not_found(ctx.set.dir() + ": no T5 weights among the set's model files");
       }
       const auto t0 = std::chrono::steady_clock::now();
-      auto loaded = T5Encoder::load(*index);
+      auto loaded = T5Encoder::load(*index, {}, ctx.placer);
       if (!loaded.ok()) return loaded.status().with_context("loading the T5: ");
       t5 = std::move(*loaded);
       const T5Config& c = t5->config();

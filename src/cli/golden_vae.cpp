@@ -79,7 +79,7 @@ Status run_vae(StageContext& ctx) {
                      "the set's model files");
   }
   const auto t0 = std::chrono::steady_clock::now();
-  auto model_or = VAE::load(*index);
+  auto model_or = VAE::load(*index, ctx.placer);
   if (!model_or.ok()) return model_or.status().with_context("loading the VAE: ");
   const VAE& vae = **model_or;
   {
@@ -102,12 +102,19 @@ Status run_vae(StageContext& ctx) {
     if (is_decode(fields)) {
       SD35_ASSIGN_OR_RETURN(Tensor latent, load("latent"));
       SD35_ASSIGN_OR_RETURN(Tensor golden, load("image"));
-      SD35_ASSIGN_OR_RETURN(Tensor image, Tensor::zeros(golden.shape(), DType::kF32));
+      SD35_ASSIGN_OR_RETURN(Tensor dlatent, ctx.to_device(latent));
+      SD35_ASSIGN_OR_RETURN(Tensor dimage, ctx.output(golden.shape(), DType::kF32));
       const auto f0 = std::chrono::steady_clock::now();
       Status st;
       {
         ArenaScope scope(ctx.arena);
-        st = vae.decode(ctx.backend, ctx.arena, latent, image, options);
+        st = vae.decode(ctx.backend, ctx.arena, dlatent, dimage, options);
+        if (st.ok()) st = ctx.backend.synchronize();
+      }
+      Tensor image;
+      if (st.ok()) {
+        auto h = ctx.to_host(dimage);
+        if (h.ok()) image = *h; else st = h.status();
       }
       const double ms = ms_since(f0);
       if (!st.ok()) {
@@ -130,14 +137,22 @@ Status run_vae(StageContext& ctx) {
         SD35_ASSIGN_OR_RETURN(golden_logvar, load("logvar"));
       }
       const Shape shape = golden_mean.defined() ? golden_mean.shape() : golden_logvar.shape();
-      SD35_ASSIGN_OR_RETURN(Tensor mean, Tensor::zeros(shape, DType::kF32));
-      SD35_ASSIGN_OR_RETURN(Tensor logvar, Tensor::zeros(shape, DType::kF32));
+      SD35_ASSIGN_OR_RETURN(Tensor dpixels, ctx.to_device(*pixels));
+      SD35_ASSIGN_OR_RETURN(Tensor dmean, ctx.output(shape, DType::kF32));
+      SD35_ASSIGN_OR_RETURN(Tensor dlogvar, ctx.output(shape, DType::kF32));
       const auto f0 = std::chrono::steady_clock::now();
       Status st;
       {
         ArenaScope scope(ctx.arena);
-        st = vae.encode(ctx.backend, ctx.arena, *pixels, mean,
-                        golden_logvar.defined() ? &logvar : nullptr, options);
+        st = vae.encode(ctx.backend, ctx.arena, dpixels, dmean,
+                        golden_logvar.defined() ? &dlogvar : nullptr, options);
+        if (st.ok()) st = ctx.backend.synchronize();
+      }
+      Tensor mean, logvar;
+      for (auto [dev, host] : {std::pair{&dmean, &mean}, std::pair{&dlogvar, &logvar}}) {
+        if (!st.ok()) break;
+        auto h = ctx.to_host(*dev);
+        if (h.ok()) *host = *h; else st = h.status();
       }
       const double ms = ms_since(f0);
       for (auto [field, ours, golden] : {std::tuple{"mean", &mean, &golden_mean},

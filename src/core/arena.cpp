@@ -1,21 +1,20 @@
 #include "core/arena.h"
 
-#include <cstdlib>
-
 namespace sd35 {
-namespace {
-void free_chunk(std::byte* p) { std::free(p); }
-}  // namespace
 
-Arena::Arena(size_t chunk_bytes, size_t limit_bytes)
-    : chunk_bytes_(chunk_bytes < 4096 ? 4096 : chunk_bytes), limit_bytes_(limit_bytes) {}
+Arena::Arena(size_t chunk_bytes, size_t limit_bytes, DeviceMemory* memory)
+    : memory_(memory ? memory : &host_memory()),
+      chunk_bytes_(chunk_bytes < 4096 ? 4096 : chunk_bytes),
+      limit_bytes_(limit_bytes) {}
 
 bool Arena::add_chunk(size_t min_bytes) {
   size_t size = min_bytes > chunk_bytes_ ? min_bytes : chunk_bytes_;
   size = (size + 4095) / 4096 * 4096;
-  auto* p = static_cast<std::byte*>(std::aligned_alloc(4096, size));
-  if (!p) return false;
-  chunks_.push_back(Chunk{{p, free_chunk}, size});
+  // allocate() aligns offsets within a chunk, so an alignment holds up to the chunk's own:
+  // 4096 for host memory, at least 256 for device memory (DeviceMemory's contract).
+  auto p = memory_->allocate(size);
+  if (!p.ok() || *p == nullptr) return false;
+  chunks_.push_back(Chunk{{static_cast<std::byte*>(*p), ChunkFree{memory_}}, size});
   return true;
 }
 
@@ -63,7 +62,7 @@ Result<void*> Arena::allocate(size_t bytes, size_t alignment) {
 Result<Tensor> Arena::tensor(const Shape& shape, DType dtype) {
   SD35_ASSIGN_OR_RETURN(size_t bytes, checked_nbytes(shape, dtype, limit_bytes_));
   SD35_ASSIGN_OR_RETURN(void* p, allocate(bytes));
-  return Tensor::view_of(p, dtype, shape);
+  return Tensor::view_of(p, dtype, shape, memory_->device());
 }
 
 void Arena::release(Mark m) {

@@ -1,26 +1,34 @@
 // Arena: bump allocator for per-job scratch. A job (or one denoising step) allocates its
 // temporaries here and releases them with mark/release or reset; after the first step the
 // arena holds one chunk as large as the peak, so later steps allocate nothing.
+//
+// The chunks come from a DeviceMemory (host memory unless given), so the same arena code
+// hands out GPU scratch for a device backend; tensor() tags its views with that device.
 #pragma once
 
 #include <cstddef>
 #include <memory>
 #include <vector>
 
+#include "core/device_memory.h"
 #include "core/tensor.h"
 
 namespace sd35 {
 
 class Arena {
  public:
-  explicit Arena(size_t chunk_bytes = size_t(64) << 20, size_t limit_bytes = size_t(1) << 40);
+  // memory: where the chunks live (not owned, must outlive the arena); nullptr: host memory.
+  explicit Arena(size_t chunk_bytes = size_t(64) << 20, size_t limit_bytes = size_t(1) << 40,
+                 DeviceMemory* memory = nullptr);
+  // An arena on `memory` with the default chunk size and limit.
+  explicit Arena(DeviceMemory& memory) : Arena(size_t(64) << 20, size_t(1) << 40, &memory) {}
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
 
   // 64-byte aligned memory valid until released; fails past the limit or when the system has
   // no memory left.
   Result<void*> allocate(size_t bytes, size_t alignment = 64);
-  // An uninitialised contiguous CPU tensor in the arena.
+  // An uninitialised contiguous tensor in the arena, on the arena's device.
   Result<Tensor> tensor(const Shape& shape, DType dtype);
 
   struct Mark {
@@ -36,15 +44,22 @@ class Arena {
   size_t bytes_in_use() const { return in_use_; }
   size_t peak_bytes() const { return peak_; }
   size_t capacity_bytes() const;
+  DeviceMemory& memory() const { return *memory_; }
+  Device device() const { return memory_->device(); }
 
  private:
+  struct ChunkFree {
+    DeviceMemory* memory;
+    void operator()(std::byte* p) const noexcept { memory->deallocate(p); }
+  };
   struct Chunk {
-    std::unique_ptr<std::byte, void (*)(std::byte*)> data;
+    std::unique_ptr<std::byte, ChunkFree> data;
     size_t size;
   };
   bool add_chunk(size_t min_bytes);
   size_t used_before(size_t chunk) const;
 
+  DeviceMemory* memory_;
   size_t chunk_bytes_;
   size_t limit_bytes_;
   std::vector<Chunk> chunks_;

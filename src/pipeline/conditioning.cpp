@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "backend/transfer.h"
 #include "weights/weight_index.h"
 
 namespace sd35 {
@@ -101,8 +102,11 @@ Status encode_weighted(Backend& backend, Arena& arena, std::string_view what,
   if (length == 0) return invalid_argument(std::string(what) + ": empty token chunk");
   const int64_t batch = int64_t(sections) + (with_empty ? 1 : 0), L = int64_t(length);
 
-  SD35_ASSIGN_OR_RETURN(Tensor ids, arena.tensor({batch, L}, DType::kI32));
-  int32_t* p = ids.data_as<int32_t>();
+  // Token ids are host memory: the encoders check them (and find CLIP's end token) on the
+  // host, and upload them themselves for a device backend.
+  std::vector<int32_t> id_buffer(size_t(batch) * length);
+  const Tensor ids = Tensor::view_of(id_buffer.data(), DType::kI32, {batch, L});
+  int32_t* p = id_buffer.data();
   for (size_t c = 0; c < sections; ++c)
     std::copy(tokens.ids[c].begin(), tokens.ids[c].end(), p + c * length);
   if (with_empty) std::copy(empty.begin(), empty.end(), p + sections * length);
@@ -198,17 +202,17 @@ Result<std::unique_ptr<TextEncoders>> TextEncoders::load(const WeightIndex& inde
   te->tokenizer_ = std::move(*tok);
 
   if (options.clip_l && index.has(Component::kClipL)) {
-    auto m = ClipTextModel::load(index, Component::kClipL, options.overrides);
+    auto m = ClipTextModel::load(index, Component::kClipL, options.overrides, options.placer);
     if (!m.ok()) return m.status().with_context("loading CLIP-L: ");
     te->clip_l_ = std::move(*m);
   }
   if (options.clip_g && index.has(Component::kClipG)) {
-    auto m = ClipTextModel::load(index, Component::kClipG, options.overrides);
+    auto m = ClipTextModel::load(index, Component::kClipG, options.overrides, options.placer);
     if (!m.ok()) return m.status().with_context("loading CLIP-G: ");
     te->clip_g_ = std::move(*m);
   }
   if (options.t5 && index.has(Component::kT5XXL)) {
-    auto m = T5Encoder::load(index, options.overrides);
+    auto m = T5Encoder::load(index, options.overrides, options.placer);
     if (!m.ok()) return m.status().with_context("loading T5-XXL: ");
     te->t5_ = std::move(*m);
   }
@@ -302,19 +306,33 @@ Result<Conditioning> encode_tokens(Backend& backend, Arena& arena, const TextEnc
   Conditioning out;
   SD35_ASSIGN_OR_RETURN(out.context, Tensor::zeros({1, rows, width}, DType::kF32));
   SD35_ASSIGN_OR_RETURN(out.pooled, Tensor::zeros({1, pl + pg}, DType::kF32));
+  // The result is host memory (it outlives the job's arena and goes into the prompt cache).
+  // A host backend assembles it in place; a device backend assembles it in device scratch
+  // (strided copies stay on the device) and downloads the two finished tensors.
+  Tensor ctx = out.context, pooled = out.pooled;
+  if (backend.device() != Device::kCPU) {
+    SD35_ASSIGN_OR_RETURN(ctx, arena.tensor(out.context.shape(), DType::kF32));
+    SD35_ASSIGN_OR_RETURN(pooled, arena.tensor(out.pooled.shape(), DType::kF32));
+    SD35_RETURN_IF_ERROR(upload_bytes(backend, out.context.data(), ctx));  // the zeros
+    SD35_RETURN_IF_ERROR(upload_bytes(backend, out.pooled.data(), pooled));
+  }
   if (clip_rows > 0 && l) {
-    SD35_RETURN_IF_ERROR(place(backend, el.hidden.slice(1, 0, clip_rows), out.context, 0, 0));
+    SD35_RETURN_IF_ERROR(place(backend, el.hidden.slice(1, 0, clip_rows), ctx, 0, 0));
   }
   if (clip_rows > 0 && g) {
-    SD35_RETURN_IF_ERROR(place(backend, eg.hidden.slice(1, 0, clip_rows), out.context, 0, wl));
+    SD35_RETURN_IF_ERROR(place(backend, eg.hidden.slice(1, 0, clip_rows), ctx, 0, wl));
   }
-  if (t5) SD35_RETURN_IF_ERROR(place(backend, et.hidden, out.context, clip_rows, 0));
+  if (t5) SD35_RETURN_IF_ERROR(place(backend, et.hidden, ctx, clip_rows, 0));
   // Pooled only when the CLIP part ran (ComfyUI leaves it None -> zeros otherwise).
   if (clip_block && l) {
-    SD35_RETURN_IF_ERROR(backend.copy(el.pooled, out.pooled.slice(1, 0, pl)));
+    SD35_RETURN_IF_ERROR(backend.copy(el.pooled, pooled.slice(1, 0, pl)));
   }
   if (clip_block && g) {
-    SD35_RETURN_IF_ERROR(backend.copy(eg.pooled, out.pooled.slice(1, pl, pl + pg)));
+    SD35_RETURN_IF_ERROR(backend.copy(eg.pooled, pooled.slice(1, pl, pl + pg)));
+  }
+  if (backend.device() != Device::kCPU) {
+    SD35_RETURN_IF_ERROR(download_bytes(backend, ctx, out.context.data()));
+    SD35_RETURN_IF_ERROR(download_bytes(backend, pooled, out.pooled.data()));
   }
   stats.total_s = seconds_since(t_start);
   return out;

@@ -55,6 +55,9 @@ struct TextEncodersOptions {
   bool clip_l = true;
   bool clip_g = true;
   bool t5 = true;
+  // nullptr: weights stay host views (CPU backends); else uploaded to the placer's device,
+  // and encode_* must then get a backend on that device.
+  WeightPlacer* placer = nullptr;
 };
 
 // The text encoders of one model set and the SD3 tokenizer; immutable after load, shared by
@@ -116,6 +119,8 @@ struct EncodeOptions {
 // The conditioning of already tokenized sequences (e.g. goldens' token ids, or separate
 // texts per encoder as CLIPTextEncodeSD3 does). Chunks of CLIP-L and CLIP-G may differ in
 // number (cut to the shorter); an encoder whose TokenChunks has no chunk is treated as absent.
+// The encoders run on `backend` with scratch from `arena` (both on the device the encoders'
+// weights live on); the result is always host memory.
 Result<Conditioning> encode_tokens(Backend& backend, Arena& arena, const TextEncoders& encoders,
                                    const SD3Tokens& tokens, const EncodeOptions& options = {});
 

@@ -4,12 +4,17 @@
 #include "pipeline/engine.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <span>
 
+#include "backend/cuda/cuda_backend.h"
+#include "backend/make_backend.h"
+#include "backend/transfer.h"
 #include "core/cpu_features.h"
 #include "models/mmdit/mmdit.h"
 #include "models/vae/vae.h"
@@ -23,23 +28,68 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-Result<std::unique_ptr<Backend>> make_backend(const std::string& name, int threads) {
-  std::unique_ptr<Backend> b;
-  if (name == "cpu")
-    b = make_cpu_backend(threads);
-  else if (name == "reference")
-    b = make_reference_backend();
-  else
-    return invalid_argument("backend must be cpu or reference, not '" + name + "'");
-  if (!b) return unsupported("backend '" + name + "' is not available");
-  return b;
+constexpr double kGiB = double(size_t(1) << 30);
+std::string gib(size_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", double(bytes) / kGiB);
+  return buf;
+}
+
+// Working margin kept free on the device beside the weights (1024² activations and the
+// VAE decode's scratch) when deciding where the text encoders go.
+constexpr size_t kDeviceWorkingMargin = size_t(6) << 30;
+
+// Bytes a component's weights take on the device (stored dtypes; fp8 vectors widened to f32
+// are a few KB, ignored).
+size_t component_bytes(const WeightIndex& index, Component c) {
+  const ComponentSources* src = index.component(c);
+  if (!src) return 0;
+  size_t total = 0;
+  for (const TensorSource& t : src->tensors) {
+    auto b = checked_nbytes(t.shape, t.dtype);
+    if (b.ok()) total += *b;
+  }
+  return total;
+}
+
+// Rough peak scratch of an untiled VAE decode: a few full-resolution feature maps of the
+// first level's width (f32), the largest buffers of the pass.
+size_t vae_decode_estimate(const VAEConfig& cfg, int64_t B, int64_t H, int64_t W) {
+  const int64_t ch = int64_t(cfg.ch) * (cfg.ch_mult.empty() ? 1 : cfg.ch_mult.front());
+  return size_t(B) * size_t(H) * size_t(W) * size_t(ch) * sizeof(float) * 4;
 }
 
 // An owned contiguous f32 copy (the stages hand owned tensors between them, so a caller's
 // buffers are never written and arena memory never escapes a stage).
+// Always a host tensor: with a host backend the backend's cast does it; beside a device
+// backend (whose ops take device tensors only) a host tensor is converted element by
+// element here (exact widening) and a device tensor is downloaded.
 Result<Tensor> owned_f32(Backend& backend, const Tensor& t) {
   SD35_ASSIGN_OR_RETURN(Tensor out, Tensor::zeros(t.shape(), DType::kF32));
-  SD35_RETURN_IF_ERROR(backend.copy(t, out));
+  if (backend.device() == Device::kCPU && t.device() == Device::kCPU) {
+    SD35_RETURN_IF_ERROR(backend.copy(t, out));
+    return out;
+  }
+  if (t.device() != Device::kCPU) {
+    if (t.dtype() != DType::kF32 || !t.is_contiguous())
+      return invalid_argument("device tensors given to the engine must be contiguous f32, got " +
+                              t.describe());
+    SD35_RETURN_IF_ERROR(download_bytes(backend, t, out.data()));
+    return out;
+  }
+  if (!dtype_is_compute_float(t.dtype()))
+    return invalid_argument("expected a float tensor, got " + t.describe());
+  float* o = out.data_as<float>();
+  std::array<int64_t, kMaxDims> index{};
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    int64_t offset = 0;
+    for (int d = 0; d < t.ndim(); ++d) offset += index[size_t(d)] * t.stride(d);
+    o[i] = load_as_f32(t.data(), t.dtype(), offset);
+    for (int d = t.ndim() - 1; d >= 0; --d) {  // row-major increment
+      if (++index[size_t(d)] < t.size(d)) break;
+      index[size_t(d)] = 0;
+    }
+  }
   return out;
 }
 
@@ -83,36 +133,113 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& options) {
   if (options.models.empty()) return invalid_argument("no model files given");
   if (options.compute != DType::kF32 && options.compute != DType::kBF16)
     return invalid_argument("compute dtype must be f32 or bf16");
-  // Fail early on a bad backend name, before minutes of loading.
-  SD35_ASSIGN_OR_RETURN(auto probe, make_backend(options.backend, 1));
-  probe.reset();
-
+  if (options.text_device != "auto" && options.text_device != "cpu" &&
+      options.text_device != "gpu")
+    return invalid_argument("text device must be auto, cpu or gpu, not '" +
+                            options.text_device + "'");
   std::unique_ptr<Engine> e(new Engine());
   e->options_ = options;
+  // Fail early on a bad backend name (or a missing GPU), before minutes of loading.
+  SD35_ASSIGN_OR_RETURN(auto probe, e->new_backend());
+  e->device_ = probe->device();
+  probe.reset();
+
   SD35_ASSIGN_OR_RETURN(e->index_, WeightIndex::open(options.models));
-  if (!e->index_->has(Component::kMMDiT))
+  const WeightIndex& index = *e->index_;
+  if (!index.has(Component::kMMDiT))
     return not_found("the model files hold no MMDiT (diffusion model) weights");
-  if (!e->index_->has(Component::kVAE)) return not_found("the model files hold no VAE weights");
-  auto mmdit = MMDiT::load(*e->index_);
+  if (!index.has(Component::kVAE)) return not_found("the model files hold no VAE weights");
+
+  // Weight placement. A host backend uses the mapped files in place; a device backend gets
+  // every weight uploaded once, after checking that it fits (a clear message instead of an
+  // out-of-memory error half way through the load).
+  std::unique_ptr<WeightPlacer> placer;
+  if (e->device_ != Device::kCPU) {
+    std::shared_ptr<DeviceMemory> memory = options.weight_memory;
+    if (!memory) {
+      if (options.backend_factory)
+        return invalid_argument("a device backend_factory needs weight_memory too");
+      SD35_ASSIGN_OR_RETURN(memory, cuda_weight_memory(options.device));
+    }
+    if (memory->device() != e->device_)
+      return invalid_argument("weight_memory is on " + std::string(device_name(memory->device())) +
+                              ", the backend on " + std::string(device_name(e->device_)));
+    size_t free_bytes = 0, total_bytes = 0;
+    SD35_RETURN_IF_ERROR(memory->mem_info(&free_bytes, &total_bytes));
+    const bool want_t5 = options.load_t5 && index.has(Component::kT5XXL);
+    const size_t main_bytes = component_bytes(index, Component::kMMDiT) +
+                              component_bytes(index, Component::kVAE);
+    const size_t clip_bytes = component_bytes(index, Component::kClipL) +
+                              component_bytes(index, Component::kClipG);
+    const size_t t5_bytes = want_t5 ? component_bytes(index, Component::kT5XXL) : 0;
+    if (options.text_device == "gpu") {
+      e->text_on_device_ = true;
+    } else if (options.text_device == "auto") {
+      e->text_on_device_ = free_bytes >= main_bytes + clip_bytes + t5_bytes + kDeviceWorkingMargin;
+      e->log("text encoders on the " + std::string(e->text_on_device_ ? "GPU" : "CPU") +
+             " (auto: " + gib(free_bytes) + " GiB free; MMDiT+VAE+CLIP " +
+             gib(main_bytes + clip_bytes) + " GiB, T5 " + gib(t5_bytes) + " GiB, margin " +
+             gib(kDeviceWorkingMargin) + " GiB)");
+    }
+    const size_t need = main_bytes + (e->text_on_device_ ? clip_bytes + t5_bytes : 0);
+    if (need > free_bytes) {
+      return resource_exhausted(
+          "the GPU has " + gib(free_bytes) + " GiB free (of " + gib(total_bytes) + "); " +
+          (e->text_on_device_ ? "MMDiT+VAE+CLIP+T5" : "MMDiT+VAE") + " need " + gib(need) +
+          " GiB" + (e->text_on_device_ ? " (try --text-device cpu)" : ""));
+    }
+    placer = std::make_unique<WeightPlacer>(std::move(memory));
+  }
+  WeightPlacer* text_placer = e->text_on_device_ ? placer.get() : nullptr;
+
+  auto mmdit = MMDiT::load(index, placer.get());
   if (!mmdit.ok()) return mmdit.status().with_context("loading the MMDiT: ");
   e->mmdit_ = std::move(mmdit).value();
-  auto vae = VAE::load(*e->index_);
+  auto vae = VAE::load(index, placer.get());
   if (!vae.ok()) return vae.status().with_context("loading the VAE: ");
   e->vae_ = std::move(vae).value();
   if (!e->vae_->has_decoder()) return not_found("the VAE has no decoder weights");
   TextEncodersOptions to;
   to.tokenizer_files = options.tokenizer_files;
   to.t5 = options.load_t5;
-  auto text = TextEncoders::load(*e->index_, to);
+  to.placer = text_placer;
+  auto text = TextEncoders::load(index, to);
   if (!text.ok()) return text.status().with_context("loading the text encoders: ");
   e->text_ = std::move(text).value();
+  if (placer) {
+    e->device_weight_bytes_ = placer->bytes();
+    e->log("uploaded " + std::to_string(placer->tensors()) + " weight tensors, " +
+           gib(placer->bytes()) + " GiB, to the " + std::string(device_name(e->device_)) +
+           " device");
+  }
   e->load_s_ = seconds_since(t0);
   return e;
 }
 
+Result<std::unique_ptr<Backend>> Engine::new_backend() const {
+  if (options_.backend_factory) {
+    auto b = options_.backend_factory();
+    if (b.ok() && !*b) return internal_error("the backend factory returned no backend");
+    return b;
+  }
+  return make_backend_by_name(options_.backend, BackendSpec{options_.threads, options_.device});
+}
+
+void Engine::log(const std::string& message) const {
+  if (options_.log) options_.log(message);
+}
+
 Result<std::unique_ptr<Workspace>> Engine::make_workspace(PromptCache* cache) const {
-  SD35_ASSIGN_OR_RETURN(auto backend, make_backend(options_.backend, options_.threads));
-  return std::unique_ptr<Workspace>(new Workspace(std::move(backend), cache));
+  SD35_ASSIGN_OR_RETURN(auto backend, new_backend());
+  if (backend->device() != device_)
+    return internal_error("the backend factory changed device between calls");
+  // Text encoders with host weights beside a device backend run on their own CPU backend.
+  std::unique_ptr<Backend> text_backend;
+  if (device_ != Device::kCPU && !text_on_device_) {
+    SD35_ASSIGN_OR_RETURN(text_backend, make_backend_by_name("cpu", {options_.threads, 0}));
+  }
+  return std::unique_ptr<Workspace>(
+      new Workspace(std::move(backend), std::move(text_backend), cache));
 }
 
 Result<Conditioning> Engine::encode_prompt(Workspace& ws, std::string_view text,
@@ -126,7 +253,7 @@ Result<Conditioning> Engine::encode_prompt(Workspace& ws, std::string_view text,
   eo.context_dim = cfg.context_dim;
   eo.pooled_dim = cfg.adm_in_channels;
   eo.cache = ws.prompt_cache();
-  auto c = sd35::encode_prompt(ws.backend(), ws.arena(), *text_, text, eo);
+  auto c = sd35::encode_prompt(ws.text_backend(), ws.text_arena(), *text_, text, eo);
   ws.timings.encode_prompt_s += seconds_since(t0);
   if (!c.ok()) return c.status().with_context("encoding the prompt: ");
   return c;
@@ -170,16 +297,28 @@ Result<Tensor> Engine::vae_encode(Workspace& ws, const Tensor& image_u8) const {
           d[((b * 3 + c) * H + y) * W + x] = p * 2.0f - 1.0f;
         }
   const int64_t z = vae_->config().z_channels;
-  SD35_ASSIGN_OR_RETURN(Tensor mean, Tensor::zeros({B, z, H / f, W / f}, DType::kF32));
+  Backend& backend = ws.backend();
+  SD35_ASSIGN_OR_RETURN(Tensor latent, Tensor::zeros({B, z, H / f, W / f}, DType::kF32));
   VAEOptions vo;
   vo.compute = options_.compute;
   vo.cancelled = [&ws] { return ws.cancel.load(); };
-  {
+  if (backend.device() == Device::kCPU) {
+    SD35_ASSIGN_OR_RETURN(Tensor mean, Tensor::zeros(latent.shape(), DType::kF32));
+    {
+      ArenaScope scope(ws.arena());
+      SD35_RETURN_IF_ERROR(vae_->encode(backend, ws.arena(), pixels, mean, nullptr, vo));
+    }
+    SD35_RETURN_IF_ERROR(sd3_vae_to_latent(backend, mean, latent));
+  } else {
+    // Pixels up, the model-space latent down; everything between stays on the device.
     ArenaScope scope(ws.arena());
-    SD35_RETURN_IF_ERROR(vae_->encode(ws.backend(), ws.arena(), pixels, mean, nullptr, vo));
+    SD35_ASSIGN_OR_RETURN(Tensor px, to_backend(backend, ws.arena(), pixels));
+    SD35_ASSIGN_OR_RETURN(Tensor mean, ws.arena().tensor(latent.shape(), DType::kF32));
+    SD35_ASSIGN_OR_RETURN(Tensor lat, ws.arena().tensor(latent.shape(), DType::kF32));
+    SD35_RETURN_IF_ERROR(vae_->encode(backend, ws.arena(), px, mean, nullptr, vo));
+    SD35_RETURN_IF_ERROR(sd3_vae_to_latent(backend, mean, lat));
+    SD35_RETURN_IF_ERROR(download_bytes(backend, lat, latent.data()));
   }
-  SD35_ASSIGN_OR_RETURN(Tensor latent, Tensor::zeros(mean.shape(), DType::kF32));
-  SD35_RETURN_IF_ERROR(sd3_vae_to_latent(ws.backend(), mean, latent));
   ws.timings.vae_encode_s += seconds_since(t0);
   return latent;
 }
@@ -287,6 +426,16 @@ Result<Tensor> Engine::sample(Workspace& ws, std::span<const ConditioningEntry> 
   SD35_ASSIGN_OR_RETURN(Tensor d_cond, Tensor::zeros(xs, DType::kF32));
   SD35_ASSIGN_OR_RETURN(Tensor d_uncond, Tensor::zeros(xs, DType::kF32));
 
+  // The sampler and the guidance math stay on the host (small latents, f32 op by op as
+  // ComfyUI). With a device backend each group's conditioning is uploaded once per sample()
+  // call, x goes up and the prediction comes down once per model call, and the timesteps stay
+  // host values (the MMDiT reads them on the host). Device buffers live in the arena for the
+  // whole call.
+  const bool on_host = backend.device() == Device::kCPU;
+  ArenaScope sample_scope(ws.arena());
+  std::map<std::vector<int>, std::pair<Tensor, Tensor>> device_inputs;
+  Tensor x_dev, v_dev;
+
   // One forward over a group of conditions whose contexts share a shape (calc_cond_batch
   // concatenates such conds, cond and uncond alike, into one batch).
   auto run_group = [&](const Tensor& xcur, float sigma, const std::vector<int>& group,
@@ -298,8 +447,21 @@ Result<Tensor> Engine::sample(Workspace& ws, std::span<const ConditioningEntry> 
       SD35_ASSIGN_OR_RETURN(x_in, Tensor::zeros(in_shape, DType::kF32));
       SD35_ASSIGN_OR_RETURN(v_out, Tensor::zeros(in_shape, DType::kF32));
       SD35_ASSIGN_OR_RETURN(ts, Tensor::zeros({rows}, DType::kF32));
+      if (!on_host) {
+        SD35_ASSIGN_OR_RETURN(x_dev, ws.arena().tensor(in_shape, DType::kF32));
+        SD35_ASSIGN_OR_RETURN(v_dev, ws.arena().tensor(in_shape, DType::kF32));
+      }
     }
     SD35_ASSIGN_OR_RETURN(auto inputs, group_inputs(group));
+    if (!on_host) {
+      auto it = device_inputs.find(group);
+      if (it == device_inputs.end()) {
+        SD35_ASSIGN_OR_RETURN(Tensor c, to_backend(backend, ws.arena(), inputs.first));
+        SD35_ASSIGN_OR_RETURN(Tensor y, to_backend(backend, ws.arena(), inputs.second));
+        it = device_inputs.emplace(group, std::make_pair(c, y)).first;
+      }
+      inputs = it->second;
+    }
     const size_t bytes = size_t(n) * sizeof(float);
     for (size_t g = 0; g < group.size(); ++g)
       std::memcpy(x_in.data_as<char>() + g * bytes, xcur.data(), bytes);
@@ -308,12 +470,16 @@ Result<Tensor> Engine::sample(Workspace& ws, std::span<const ConditioningEntry> 
     MMDiTOptions mo;
     mo.compute = options_.compute;
     mo.skip_layers.assign(skip.begin(), skip.end());
+    Tensor xi = (on_host ? x_in : x_dev).slice(0, 0, rows);
+    Tensor vo = (on_host ? v_out : v_dev).slice(0, 0, rows);
+    if (!on_host) SD35_RETURN_IF_ERROR(upload_bytes(backend, x_in.data(), xi));
     ArenaScope scope(ws.arena());
     ++ws.timings.model_calls;
-    return mmdit_->forward(backend, ws.arena(),
-                           MMDiTInputs{x_in.slice(0, 0, rows), ts.slice(0, 0, rows),
-                                       inputs.first, inputs.second},
-                           v_out.slice(0, 0, rows), mo);
+    SD35_RETURN_IF_ERROR(mmdit_->forward(
+        backend, ws.arena(), MMDiTInputs{xi, ts.slice(0, 0, rows), inputs.first, inputs.second},
+        vo, mo));
+    if (!on_host) SD35_RETURN_IF_ERROR(download_bytes(backend, vo, v_out.data()));
+    return ok_status();
   };
   ModelCall model = [&](const Tensor& xcur, float sigma, std::span<const int> conds,
                         std::span<const int> skip, std::span<const Tensor> outs) -> Status {
@@ -416,17 +582,41 @@ Result<Tensor> Engine::vae_decode(Workspace& ws, const Tensor& latent) const {
                             latent.describe());
   const auto t0 = Clock::now();
   Backend& backend = ws.backend();
-  SD35_ASSIGN_OR_RETURN(Tensor vae_latent, Tensor::zeros(latent.shape(), DType::kF32));
-  SD35_RETURN_IF_ERROR(sd3_latent_to_vae(backend, latent, vae_latent));
   const int f = vae_->scale_factor();
   const int64_t B = latent.size(0), H = latent.size(2) * f, W = latent.size(3) * f;
   SD35_ASSIGN_OR_RETURN(Tensor raw, Tensor::zeros({B, 3, H, W}, DType::kF32));
   VAEOptions vo;
   vo.compute = options_.compute;
   vo.cancelled = [&ws] { return ws.cancel.load(); };
-  {
+  if (backend.device() == Device::kCPU) {
+    SD35_ASSIGN_OR_RETURN(Tensor vae_latent, Tensor::zeros(latent.shape(), DType::kF32));
+    SD35_RETURN_IF_ERROR(sd3_latent_to_vae(backend, latent, vae_latent));
     ArenaScope scope(ws.arena());
     SD35_RETURN_IF_ERROR(vae_->decode(backend, ws.arena(), vae_latent, raw, vo));
+  } else {
+    // Latent up, image down. Device memory is the scarce resource: when an untiled decode
+    // would not fit next to what is free (plus what the arena already holds), decode in
+    // tiles (bounded scratch; seams blended, see VAE::decode_tiled).
+    Arena& arena = ws.arena();
+    ArenaScope scope(arena);
+    SD35_ASSIGN_OR_RETURN(Tensor host_latent, owned_f32(backend, latent));
+    SD35_ASSIGN_OR_RETURN(Tensor lat, to_backend(backend, arena, host_latent));
+    SD35_ASSIGN_OR_RETURN(Tensor vae_latent, arena.tensor(latent.shape(), DType::kF32));
+    SD35_RETURN_IF_ERROR(sd3_latent_to_vae(backend, lat, vae_latent));
+    SD35_ASSIGN_OR_RETURN(Tensor img, arena.tensor(raw.shape(), DType::kF32));
+    size_t free_bytes = 0, total_bytes = 0;
+    SD35_RETURN_IF_ERROR(backend.memory().mem_info(&free_bytes, &total_bytes));
+    const size_t available = free_bytes + (arena.capacity_bytes() - arena.bytes_in_use());
+    const size_t need = vae_decode_estimate(vae_->config(), B, H, W);
+    if (need > available) {
+      log("VAE decode in tiles: an untiled " + std::to_string(W) + "x" + std::to_string(H) +
+          " decode needs about " + gib(need) + " GiB, " + gib(available) + " GiB available");
+      SD35_RETURN_IF_ERROR(
+          vae_->decode_tiled(backend, arena, vae_latent, img, VAETileOptions{}, vo));
+    } else {
+      SD35_RETURN_IF_ERROR(vae_->decode(backend, arena, vae_latent, img, vo));
+    }
+    SD35_RETURN_IF_ERROR(download_bytes(backend, img, raw.data()));
   }
   SD35_ASSIGN_OR_RETURN(Tensor image, Tensor::zeros({B, H, W, 3}, DType::kU8));
   const float* r = raw.data_as<const float>();

@@ -10,6 +10,11 @@
 // Latents passed between stages are always in the *model* latent space ((z − shift)·scale);
 // the all-zero empty latent is used as is, exactly as ComfyUI skips process_in for it.
 //
+// Devices: with a device backend ("cuda", or a backend_factory whose backend is not on the
+// host) the weights are uploaded once at load and every model runs on that device; the
+// sampler state, conditionings and stage results stay small host tensors that the stages
+// upload and download. The CPU path moves nothing.
+//
 // Every method is const. Concurrency: each concurrent job brings its own Workspace (backend
 // instance, scratch arena, progress/cancel, timings); the engine itself holds no per-job
 // state, so two jobs (or two engines) never influence each other.
@@ -42,7 +47,22 @@ class VAE;
 struct EngineOptions {
   // Checkpoint, text-encoder files (with optional forced roles) or one folder.
   std::vector<WeightInput> models;
-  std::string backend = "cpu";  // "cpu" or "reference"
+  std::string backend = "cpu";  // "cpu", "reference" or "cuda"
+  int device = 0;               // CUDA device index (backend "cuda")
+  // Where CLIP and T5 run with a device backend: "gpu" (the main backend, weights on the
+  // device), "cpu" (a CPU backend per workspace, host weights), or "auto": gpu when the
+  // device's free memory after the MMDiT, VAE and CLIP weights leaves room for T5 plus a
+  // working margin, else cpu. Ignored with a host backend (everything runs there).
+  std::string text_device = "auto";
+  // Extension point: when set, every workspace's main backend comes from this factory
+  // instead of `backend` (a custom or instrumented backend). With a factory whose backend
+  // is not on the host, weight_memory must be set too.
+  std::function<Result<std::unique_ptr<Backend>>()> backend_factory;
+  // Where the weights go for a device backend (shared by every engine on the device);
+  // unset with backend "cuda": cuda_weight_memory(device).
+  std::shared_ptr<DeviceMemory> weight_memory;
+  // Optional: one-line notes about placement decisions (text device, tiled decode).
+  std::function<void(const std::string&)> log;
   // Activation precision of the MMDiT and the VAE (text encoders compute in f32).
   DType compute = DType::kF32;  // load() callers usually pass preferred_cpu_compute_dtype()
   int threads = 0;              // CPU threads per workspace backend; <= 0: all
@@ -66,8 +86,15 @@ struct Timings {
 // Per-job state. Not thread-safe itself: one Workspace per concurrent job.
 class Workspace {
  public:
+  // The job's main backend and its scratch arena (on the backend's device).
   Backend& backend() { return *backend_; }
-  Arena& arena() { return arena_; }
+  Arena& arena() { return *arena_; }
+  // Host scratch for staging (the CPU text backend's arena when text runs on the CPU).
+  Arena& host_arena() { return *host_arena_; }
+  // The backend the text encoders run on (the main one unless text runs on the CPU) and
+  // its arena.
+  Backend& text_backend() { return text_backend_ ? *text_backend_ : *backend_; }
+  Arena& text_arena() { return text_backend_ ? *host_arena_ : *arena_; }
   PromptCache* prompt_cache() const { return cache_; }
 
   // Called after each sampler step (1-based step, total). May be empty.
@@ -78,10 +105,18 @@ class Workspace {
 
  private:
   friend class Engine;
-  Workspace(std::unique_ptr<Backend> backend, PromptCache* cache)
-      : backend_(std::move(backend)), cache_(cache) {}
+  Workspace(std::unique_ptr<Backend> backend, std::unique_ptr<Backend> text_backend,
+            PromptCache* cache)
+      : backend_(std::move(backend)),
+        text_backend_(std::move(text_backend)),
+        arena_(std::make_unique<Arena>(backend_->memory())),
+        host_arena_(std::make_unique<Arena>()),
+        cache_(cache) {}
+  // Declaration order matters: the arenas give their chunks back to the backends' memory.
   std::unique_ptr<Backend> backend_;
-  Arena arena_;
+  std::unique_ptr<Backend> text_backend_;  // null: text runs on backend_
+  std::unique_ptr<Arena> arena_;
+  std::unique_ptr<Arena> host_arena_;
   PromptCache* cache_ = nullptr;
 };
 
@@ -154,6 +189,11 @@ class Engine {
   const VAE& vae() const { return *vae_; }
   const TextEncoders& text_encoders() const { return *text_; }
   double load_seconds() const { return load_s_; }
+  // The device the MMDiT and the VAE run on, whether the text encoders run there too, and
+  // the weight bytes uploaded to it (0 with a host backend).
+  Device device() const { return device_; }
+  bool text_on_device() const { return text_on_device_; }
+  size_t device_weight_bytes() const { return device_weight_bytes_; }
 
   // CLIPTextEncode (with the MMDiT's context/pooled widths). use_t5 false: CLIP only.
   Result<Conditioning> encode_prompt(Workspace& ws, std::string_view text,
@@ -184,7 +224,13 @@ class Engine {
 
  private:
   Engine() = default;
+  Result<std::unique_ptr<Backend>> new_backend() const;
+  void log(const std::string& message) const;
+
   EngineOptions options_;
+  Device device_ = Device::kCPU;
+  bool text_on_device_ = false;
+  size_t device_weight_bytes_ = 0;
   std::unique_ptr<WeightIndex> index_;
   std::unique_ptr<MMDiT> mmdit_;
   std::unique_ptr<VAE> vae_;

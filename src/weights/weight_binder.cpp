@@ -2,7 +2,21 @@
 
 namespace sd35 {
 
+Tensor WeightBinder::placed(Tensor t) {
+  if (!placer_ || !t.defined()) return t;
+  auto p = placer_->place(t);
+  if (!p.ok()) {
+    fail(p.status().with_context(model_ + ": placing weights: "));
+    return Tensor();
+  }
+  return *std::move(p);
+}
+
 Tensor WeightBinder::take(const std::string& field, bool required) {
+  return placed(take_host(field, required));
+}
+
+Tensor WeightBinder::take_host(const std::string& field, bool required) {
   auto it = map_.find(field);
   if (it == map_.end()) {
     if (required) missing_.push_back(field);
@@ -14,10 +28,10 @@ Tensor WeightBinder::take(const std::string& field, bool required) {
 }
 
 Tensor WeightBinder::take_vector(const std::string& field, bool required) {
-  Tensor t = take(field, required);
+  Tensor t = take_host(field, required);
   if (!t.defined() || t.dtype() == DType::kF32 || t.dtype() == DType::kF16 ||
       t.dtype() == DType::kBF16)
-    return t;
+    return placed(std::move(t));
   auto out = Tensor::zeros(t.shape(), DType::kF32);
   if (!out.ok()) {
     fail(out.status());
@@ -25,7 +39,7 @@ Tensor WeightBinder::take_vector(const std::string& field, bool required) {
   }
   float* dst = out->data_as<float>();
   for (int64_t i = 0; i < t.numel(); ++i) dst[i] = load_as_f32(t.data(), t.dtype(), i);
-  return *out;
+  return placed(*std::move(out));
 }
 
 void WeightBinder::fail(Status status) {

@@ -7,6 +7,7 @@
 #include <tuple>
 #include <vector>
 
+#include "backend/transfer.h"
 #include "weights/weight_binder.h"
 #include "weights/weight_index.h"
 #include "weights/weight_specs.h"
@@ -41,15 +42,15 @@ struct ClipWeights {
 
 class Binder : public WeightBinder {
  public:
-  explicit Binder(WeightMap& map) : WeightBinder(map, "CLIP") {}
+  Binder(WeightMap& map, WeightPlacer* placer) : WeightBinder(map, "CLIP", placer) {}
   Tensor vec(const std::string& field) { return take_vector(field); }
   ClipLinear linear(const std::string& field) {
     return {take(field + ".w"), take_vector(field + ".b")};
   }
 };
 
-Result<ClipWeights> weights_from_map(const ClipConfig& cfg, WeightMap map) {
-  Binder b(map);
+Result<ClipWeights> weights_from_map(const ClipConfig& cfg, WeightMap map, WeightPlacer* placer) {
+  Binder b(map, placer);
   ClipWeights w;
   w.token_embedding = b.take("token_embedding");
   w.position_embedding = b.vec("position_embedding");
@@ -95,7 +96,8 @@ int ClipTextModel::pooled_width() const {
 }
 
 Result<std::unique_ptr<ClipTextModel>> ClipTextModel::load(const WeightIndex& index, Component role,
-                                                           const ConfigOverrides& overrides) {
+                                                           const ConfigOverrides& overrides,
+                                                           WeightPlacer* placer) {
   if (role != Component::kClipL && role != Component::kClipG) {
     return invalid_argument("ClipTextModel::load: role must be clip_l or clip_g, got " +
                             std::string(component_name(role)));
@@ -113,7 +115,7 @@ Result<std::unique_ptr<ClipTextModel>> ClipTextModel::load(const WeightIndex& in
   }
   SD35_ASSIGN_OR_RETURN(WeightMap map, bind_weights(index, role, clip_weight_specs(cfg, role)));
   auto impl = std::make_unique<Impl>();
-  SD35_ASSIGN_OR_RETURN(impl->w, weights_from_map(cfg, std::move(map)));
+  SD35_ASSIGN_OR_RETURN(impl->w, weights_from_map(cfg, std::move(map), placer));
   impl->role = role;
   impl->act = cfg.activation == "quick_gelu" ? Activation::kQuickGelu : Activation::kGeluErf;
   impl->cfg = std::move(cfg);
@@ -133,8 +135,9 @@ Status ClipTextModel::encode(
     return bad("ids must be [B, L] with B, L >= 1, got " + ids.describe());
   }
   // The end-token search and the id check read the ids on the host.
-  if (ids.device() != Device::kCPU || !ids.is_contiguous()) {
-    return bad("ids must be a contiguous host tensor");
+  if (!ids.is_contiguous()) return bad("ids must be contiguous");
+  if (ids.device() != Device::kCPU && ids.device() != be.device()) {
+    return bad("ids must be host memory or on the backend's device");
   }
   const int64_t B = ids.size(0), L = ids.size(1), W = cfg.width;
   if (L > cfg.positions) {
@@ -149,8 +152,12 @@ Status ClipTextModel::encode(
       return bad(std::string("out.") + name + " must be f32" + want.to_string() + ", got " +
                  (t->defined() ? t->describe() : std::string("nothing")));
     }
+    if (t->device() != be.device())
+      return bad(std::string("out.") + name + " is not on the backend's device");
   }
-  const int32_t* id = ids.data_as<const int32_t>();
+  std::vector<std::byte> ids_storage;
+  SD35_ASSIGN_OR_RETURN(const Tensor host_ids, to_host(be, ids, ids_storage));
+  const int32_t* id = host_ids.data_as<const int32_t>();
   std::vector<int64_t> eos(size_t(B), 0);
   for (int64_t b = 0; b < B; ++b) {
     bool found = false;
@@ -176,10 +183,11 @@ Status ClipTextModel::encode(
   };
 
   ArenaScope scope(arena);
+  SD35_ASSIGN_OR_RETURN(const Tensor dev_ids, to_backend(be, arena, ids));
   // x = token_embedding[ids] + position_embedding[:L], f32 (fp16 rows widen exactly).
   SD35_ASSIGN_OR_RETURN(Tensor x, arena.tensor(S{B, L, W}, DType::kF32));
   SD35_RETURN_IF_ERROR(
-      be.gather_rows(w.token_embedding, ids.reshape(S{B * L}), x.reshape(S{B * L, W})));
+      be.gather_rows(w.token_embedding, dev_ids.reshape(S{B * L}), x.reshape(S{B * L, W})));
   SD35_RETURN_IF_ERROR(be.add(x, w.position_embedding.slice(0, 0, L), x));
   emit("embeddings", x);
 

@@ -15,6 +15,7 @@
 #include "sd35/status.h"
 #include "weights/component.h"
 #include "weights/model_configs.h"
+#include "weights/weight_placer.h"
 
 namespace sd35 {
 
@@ -32,8 +33,10 @@ struct ClipOutputs {
 class ClipTextModel {
  public:
   // role: Component::kClipL or kClipG (selects the activation default and pooled projection).
+  // placer: nullptr keeps host views; else every weight is uploaded to its device.
   static Result<std::unique_ptr<ClipTextModel>> load(const WeightIndex& index, Component role,
-                                                     const ConfigOverrides& overrides = {});
+                                                     const ConfigOverrides& overrides = {},
+                                                     WeightPlacer* placer = nullptr);
   ~ClipTextModel();
   const ClipConfig& config() const;
   Component role() const;
@@ -44,8 +47,10 @@ class ClipTextModel {
   // "penultimate" (= out.hidden), "last_hidden_state", "pooled" (unprojected) and
   // "pooled_projected" (when the file has a projection, CLIP-L included) as in the goldens.
   // The pooled position is the first end token (kClipEndToken) of each row, position 0 when a
-  // row has none (ComfyUI's argmax over ids == end). Errors: ids not int32 [B, L] on the host,
-  // L > positions, an id outside [0, vocab), outputs of the wrong shape.
+  // row has none (ComfyUI's argmax over ids == end). ids may be host memory (uploaded to the
+  // backend's device when that is not the host) or contiguous device memory (downloaded for
+  // the checks); outputs live on the backend's device. Errors: ids not int32 [B, L],
+  // L > positions, an id outside [0, vocab), outputs of the wrong shape or device.
   Status encode(Backend& backend, Arena& arena, const Tensor& ids, const ClipOutputs& out,
                 const std::function<void(std::string_view, const Tensor&)>& observe = {}) const;
 

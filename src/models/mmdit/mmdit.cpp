@@ -1,13 +1,16 @@
 // MMDiT-X forward pass (SPEC-model.md §1.4): embedders, the joint-block loop, the final
 // layer, and the patchify / unpatchify layout work, all on Backend ops. The only host loop
-// over data is the timestep sinusoid ([B, 256] values).
+// over data is the timestep sinusoid ([B, 256] values), staged and uploaded for a device
+// backend.
 #include "models/mmdit/mmdit.h"
 
 #include <algorithm>
 #include <cmath>
 #include <set>
 #include <string>
+#include <vector>
 
+#include "backend/transfer.h"
 #include "models/mmdit/mmdit_internal.h"
 #include "models/mmdit/mmdit_weights.h"
 #include "weights/weight_index.h"
@@ -48,8 +51,8 @@ Status check_weight_dtypes(const WeightMap& map) {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-Status check_inputs(const MMDiTConfig& cfg, const MMDiTInputs& in, const Tensor& out,
-                    const MMDiTOptions& opt) {
+Status check_inputs(const Backend& be, const MMDiTConfig& cfg, const MMDiTInputs& in,
+                    const Tensor& out, const MMDiTOptions& opt) {
   auto bad = [](const std::string& m) { return invalid_argument("MMDiT forward: " + m); };
   const Tensor* named[] = {&in.x, &in.timesteps, &in.context, &in.y, &out};
   const char* names[] = {"x", "timesteps", "context", "y", "out"};
@@ -73,10 +76,14 @@ Status check_inputs(const MMDiTConfig& cfg, const MMDiTInputs& in, const Tensor&
   if (in.timesteps.ndim() != 1 || in.timesteps.size(0) != B) {
     return bad("timesteps must be [" + std::to_string(B) + "], got " + in.timesteps.describe());
   }
-  if (in.timesteps.device() != Device::kCPU) {
-    return unsupported(
-        "MMDiT forward: timesteps must be host memory (the sinusoid is built on "
-        "the host)");
+  for (int i : {0, 2, 3, 4}) {
+    if (named[i]->device() != be.device()) {
+      return bad(std::string(names[i]) + " is on " + std::string(device_name(named[i]->device())) +
+                 ", the backend on " + std::string(device_name(be.device())));
+    }
+  }
+  if (in.timesteps.device() != Device::kCPU && in.timesteps.device() != be.device()) {
+    return bad("timesteps must be host memory or on the backend's device");
   }
   if (in.context.ndim() != 3 || in.context.size(0) != B || in.context.size(1) < 1 ||
       in.context.size(2) != cfg.context_dim) {
@@ -134,12 +141,25 @@ Status circular_pad(Backend& be, const Tensor& x, const Tensor& xp) {
 // freqs[i] = exp(-ln(10000)·i/half) (the scalar rounded to f32 before the product, as a torch
 // float tensor times a Python float is), args = t·freqs, emb = [cos(args), sin(args)]
 // (flip_sin_to_cos), a zero column appended for an odd width.
-void timestep_sinusoid(const Tensor& t, const Tensor& emb) {
+// t is read on the host (downloaded first when it is device memory); emb is written through
+// a HostStaging (in place for a host arena, uploaded for a device one).
+Status timestep_sinusoid(Backend& be, const Tensor& t, const Tensor& emb) {
   const int64_t B = emb.size(0), dim = emb.size(1), half = dim / 2;
-  float* e = emb.data_as<float>();
+  std::vector<float> tv(static_cast<size_t>(B));
+  if (t.device() == Device::kCPU) {
+    for (int64_t b = 0; b < B; ++b)
+      tv[size_t(b)] = load_as_f32(t.data(), t.dtype(), b * t.stride(0));
+  } else {
+    if (!t.is_contiguous())
+      return invalid_argument("MMDiT forward: device timesteps must be contiguous");
+    SD35_RETURN_IF_ERROR(download_bytes(be, t, tv.data()));
+  }
+  HostStaging staging(be, emb);
+  float* e = staging.data<float>();
+  if (!e) return resource_exhausted("MMDiT forward: out of host memory for the sinusoid");
   const float neg_log = float(-std::log(10000.0));
   for (int64_t b = 0; b < B; ++b) {
-    const float tb = load_as_f32(t.data(), t.dtype(), b * t.stride(0));
+    const float tb = tv[size_t(b)];
     float* row = e + b * dim;
     for (int64_t i = 0; i < half; ++i) {
       const float freq = std::exp(neg_log * float(i) / float(half));
@@ -149,6 +169,7 @@ void timestep_sinusoid(const Tensor& t, const Tensor& emb) {
     }
     if (dim % 2) row[dim - 1] = 0.0f;
   }
+  return staging.commit();
 }
 
 // Linear -> SiLU -> Linear (TimestepEmbedder / VectorEmbedder), in f32: [B, D] is tiny.
@@ -161,7 +182,7 @@ Status embed_mlp(Backend& be, Arena& ar, const Tensor& in, const Linear& l0, con
 
 }  // namespace
 
-Result<std::unique_ptr<MMDiT>> MMDiT::load(const WeightIndex& index) {
+Result<std::unique_ptr<MMDiT>> MMDiT::load(const WeightIndex& index, WeightPlacer* placer) {
   SD35_ASSIGN_OR_RETURN(MMDiTConfig cfg, derive_mmdit_config(index));
   if (cfg.depth < 1 || cfg.heads * cfg.head_dim != cfg.hidden || cfg.patch_size < 1 ||
       cfg.freq_dim < 1 || cfg.pos_embed_max_size < 1) {
@@ -173,7 +194,7 @@ Result<std::unique_ptr<MMDiT>> MMDiT::load(const WeightIndex& index) {
                         bind_weights(index, Component::kMMDiT, mmdit_weight_specs(cfg)));
   SD35_RETURN_IF_ERROR(check_weight_dtypes(map));
   auto impl = std::make_unique<Impl>();
-  SD35_ASSIGN_OR_RETURN(impl->w, mmdit::weights_from_map(cfg, std::move(map)));
+  SD35_ASSIGN_OR_RETURN(impl->w, mmdit::weights_from_map(cfg, std::move(map), placer));
   impl->cfg = std::move(cfg);
   return std::unique_ptr<MMDiT>(new MMDiT(std::move(impl)));
 }
@@ -182,7 +203,7 @@ Status MMDiT::forward(Backend& be, Arena& arena, const MMDiTInputs& in, const Te
                       const MMDiTOptions& opt) const {
   const MMDiTConfig& cfg = impl_->cfg;
   const mmdit::Weights& w = impl_->w;
-  SD35_RETURN_IF_ERROR(check_inputs(cfg, in, out, opt));
+  SD35_RETURN_IF_ERROR(check_inputs(be, cfg, in, out, opt));
   auto observe = [&](const std::string& name, const Tensor& t) {
     if (opt.observe) opt.observe(name, t);
   };
@@ -228,7 +249,7 @@ Status MMDiT::forward(Backend& be, Arena& arena, const MMDiTInputs& in, const Te
   {
     ArenaScope emb_scope(arena);
     SD35_ASSIGN_OR_RETURN(Tensor tf, arena.tensor(S{B, cfg.freq_dim}, DType::kF32));
-    timestep_sinusoid(in.timesteps, tf);
+    SD35_RETURN_IF_ERROR(timestep_sinusoid(be, in.timesteps, tf));
     SD35_ASSIGN_OR_RETURN(Tensor t_emb, arena.tensor(S{B, D}, DType::kF32));
     SD35_ASSIGN_OR_RETURN(Tensor y_emb, arena.tensor(S{B, D}, DType::kF32));
     SD35_ASSIGN_OR_RETURN(Tensor c, arena.tensor(S{B, D}, DType::kF32));

@@ -14,6 +14,7 @@
 #include "core/tensor.h"
 #include "sd35/status.h"
 #include "weights/model_configs.h"
+#include "weights/weight_placer.h"
 
 namespace sd35 {
 
@@ -22,7 +23,8 @@ class WeightIndex;
 struct MMDiTInputs {
   Tensor x;          // [B, C_in, H, W] latent, f32 (H, W any size >= 1; odd sizes are padded
                      // circularly to the patch size and the output cropped, as ComfyUI does)
-  Tensor timesteps;  // [B] f32, = sigma · 1000
+  Tensor timesteps;  // [B] f32, = sigma · 1000; host memory or the backend's device (read on
+                     // the host for the sinusoid: host avoids a download)
   Tensor context;    // [B, L, context_dim] f32
   Tensor y;          // [B, adm_in_channels] f32 pooled text embedding
 };
@@ -44,13 +46,16 @@ class MMDiT {
  public:
   // Binds the weights of the index's MMDiT component (views into the mapped files, stored
   // dtype) after validating every tensor; one error lists every problem.
-  static Result<std::unique_ptr<MMDiT>> load(const WeightIndex& index);
+  // placer: nullptr keeps host views; else every weight is uploaded to its device.
+  static Result<std::unique_ptr<MMDiT>> load(const WeightIndex& index,
+                                             WeightPlacer* placer = nullptr);
   ~MMDiT();
 
   const MMDiTConfig& config() const;
 
-  // out: [B, C_out, H, W] f32, the velocity prediction. Scratch comes from `arena` and is
-  // released before returning.
+  // out: [B, C_out, H, W] f32, the velocity prediction. x, context, y, out and the weights
+  // live on the backend's device; scratch comes from `arena` (same device) and is released
+  // before returning.
   Status forward(Backend& backend, Arena& arena, const MMDiTInputs& in, const Tensor& out,
                  const MMDiTOptions& options = {}) const;
 

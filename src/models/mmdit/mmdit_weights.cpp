@@ -10,7 +10,7 @@ namespace {
 
 class Binder : public WeightBinder {
  public:
-  explicit Binder(WeightMap& map) : WeightBinder(map, "MMDiT") {}
+  Binder(WeightMap& map, WeightPlacer* placer) : WeightBinder(map, "MMDiT", placer) {}
 
   Linear linear(const std::string& field) {
     Linear l;
@@ -36,8 +36,8 @@ class Binder : public WeightBinder {
 
 }  // namespace
 
-Result<Weights> weights_from_map(const MMDiTConfig& cfg, WeightMap map) {
-  Binder b(map);
+Result<Weights> weights_from_map(const MMDiTConfig& cfg, WeightMap map, WeightPlacer* placer) {
+  Binder b(map, placer);
   Weights w;
   w.pos_embed = b.take("pos_embed");
   w.x_embedder = b.linear("x_embedder");

@@ -8,6 +8,7 @@
 #include "core/tensor.h"
 #include "sd35/status.h"
 #include "weights/model_configs.h"
+#include "weights/weight_placer.h"
 #include "weights/weight_specs.h"
 
 namespace sd35::mmdit {
@@ -58,6 +59,7 @@ struct Weights {
 // Moves the bound tensors into the typed struct; every field the config implies must be
 // present (bind_weights already validated names and shapes, so a miss here is a bug in the
 // spec list and is reported as an internal error).
-Result<Weights> weights_from_map(const MMDiTConfig& cfg, WeightMap map);
+Result<Weights> weights_from_map(const MMDiTConfig& cfg, WeightMap map,
+                                 WeightPlacer* placer = nullptr);
 
 }  // namespace sd35::mmdit

@@ -5,7 +5,8 @@
 //  * plain fp8: gemm reads the fp8 matrices in place. ComfyUI then runs the model with an fp8
 //    "model dtype" and applies torch.nan_to_num to the embedding output ("Fix for fp8 T5"):
 //    NaN -> 0, +inf -> FLT_MAX, -inf -> -FLT_MAX. Done here with a host pass over the [B·L, D]
-//    embedding rows (the arena is host memory; the affine op's clamp cannot map NaN to 0).
+//    embedding rows (the affine op's clamp cannot map NaN to 0); on a device backend the rows
+//    are downloaded and uploaded again (a few MB once per encode).
 //  * scaled fp8 (marker `scaled_fp8`): the effective weight is float(w8)·scale_weight (one F32
 //    scalar per Linear). Instead of materialising a scaled copy of every matrix we scale the
 //    GEMM output: x·(s·W)ᵀ = s·(x·Wᵀ) exactly in real arithmetic; in f32 it differs from
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/transfer.h"
 #include "weights/weight_binder.h"
 #include "weights/weight_index.h"
 #include "weights/weight_specs.h"
@@ -56,13 +58,14 @@ bool is_fp8(DType t) { return t == DType::kF8E4M3FN || t == DType::kF8E5M2; }
 
 class Binder : public WeightBinder {
  public:
-  Binder(WeightMap& map, bool scaled_fp8) : WeightBinder(map, "T5"), scaled_fp8_(scaled_fp8) {}
+  Binder(WeightMap& map, bool scaled_fp8, WeightPlacer* placer)
+      : WeightBinder(map, "T5", placer), scaled_fp8_(scaled_fp8) {}
   Tensor vec(const std::string& field) { return take_vector(field); }
   // `canonical`: the layer's SAI name, under which its scale_weight is bound.
   T5Linear linear(const std::string& field, const std::string& canonical) {
     T5Linear l;
     l.w = take(field + ".w");
-    Tensor s = take(canonical + ".scale_weight", /*required=*/false);
+    Tensor s = take_host(canonical + ".scale_weight", /*required=*/false);  // read here
     // ComfyUI applies scale_weight only with the scaled_fp8 marker (scaled_fp8_ops); a layer
     // without one keeps its default of 1. Without the marker the key is unused, as in ComfyUI.
     if (scaled_fp8_ && s.defined()) {
@@ -83,14 +86,14 @@ class Binder : public WeightBinder {
   bool scaled_fp8_;
 };
 
-Result<T5Weights> weights_from_map(const T5Config& cfg, WeightMap map) {
-  Binder b(map, cfg.scaled_fp8);
+Result<T5Weights> weights_from_map(const T5Config& cfg, WeightMap map, WeightPlacer* placer) {
+  Binder b(map, cfg.scaled_fp8, placer);
   T5Weights w;
   // ComfyUI embeds with shared.weight; SAI with encoder.embed_tokens.weight (identical copies
   // in every released file). Take shared when present.
   w.embedding = b.take("shared", /*required=*/false);
   if (!w.embedding.defined()) w.embedding = b.take("embed_tokens");
-  const Tensor rb = b.take("relative_attention_bias");
+  const Tensor rb = b.take_host("relative_attention_bias");  // read on the host per encode
   if (rb.defined()) {
     w.rel_bias.resize(size_t(rb.numel()));
     for (int64_t i = 0; i < rb.numel(); ++i)
@@ -167,7 +170,8 @@ const T5Config& T5Encoder::config() const { return impl_->cfg; }
 bool T5Encoder::fp8_embedding_fix() const { return impl_->nan_to_num; }
 
 Result<std::unique_ptr<T5Encoder>> T5Encoder::load(const WeightIndex& index,
-                                                   const ConfigOverrides& overrides) {
+                                                   const ConfigOverrides& overrides,
+                                                   WeightPlacer* placer) {
   SD35_ASSIGN_OR_RETURN(T5Config cfg, derive_t5_config(index, overrides));
   if (cfg.layers < 1 || cfg.heads < 1 || cfg.d_kv < 1 || cfg.num_buckets < 4 || cfg.d_ff < 1) {
     return unsupported("T5: unsupported config (" + std::to_string(cfg.layers) + " blocks, " +
@@ -183,7 +187,7 @@ Result<std::unique_ptr<T5Encoder>> T5Encoder::load(const WeightIndex& index,
   for (const auto& [field, t] : map) (is_fp8(t.dtype()) ? fp8 : other) += t.numel();
   auto impl = std::make_unique<Impl>();
   impl->nan_to_num = fp8 > other;
-  SD35_ASSIGN_OR_RETURN(impl->w, weights_from_map(cfg, std::move(map)));
+  SD35_ASSIGN_OR_RETURN(impl->w, weights_from_map(cfg, std::move(map), placer));
   impl->cfg = std::move(cfg);
   return std::unique_ptr<T5Encoder>(new T5Encoder(std::move(impl)));
 }
@@ -199,8 +203,9 @@ Status T5Encoder::encode(
   if (ids.ndim() != 2 || ids.size(0) < 1 || ids.size(1) < 1) {
     return bad("ids must be [B, L] with B, L >= 1, got " + ids.describe());
   }
-  if (ids.device() != Device::kCPU || !ids.is_contiguous()) {
-    return bad("ids must be a contiguous host tensor");
+  if (!ids.is_contiguous()) return bad("ids must be contiguous");
+  if (ids.device() != Device::kCPU && ids.device() != be.device()) {
+    return bad("ids must be host memory or on the backend's device");
   }
   const int64_t B = ids.size(0), L = ids.size(1), D = cfg.d_model, H = cfg.heads;
   const int64_t inner = H * cfg.d_kv, F = cfg.d_ff;
@@ -210,7 +215,10 @@ Status T5Encoder::encode(
     return bad("out must be f32" + want.to_string() + ", got " +
                (out.defined() ? out.describe() : std::string("nothing")));
   }
-  const int32_t* id = ids.data_as<const int32_t>();
+  if (out.device() != be.device()) return bad("out is not on the backend's device");
+  std::vector<std::byte> ids_storage;
+  SD35_ASSIGN_OR_RETURN(const Tensor host_ids, to_host(be, ids, ids_storage));
+  const int32_t* id = host_ids.data_as<const int32_t>();
   for (int64_t i = 0; i < B * L; ++i) {
     if (id[i] < 0 || id[i] >= cfg.vocab) {
       return bad("token id " + std::to_string(id[i]) + " at [" + std::to_string(i / L) + ", " +
@@ -223,11 +231,16 @@ Status T5Encoder::encode(
   };
 
   ArenaScope scope(arena);
+  SD35_ASSIGN_OR_RETURN(const Tensor dev_ids, to_backend(be, arena, ids));
   // x = shared[ids] (no embedding scaling in T5 v1.1), f32.
   SD35_ASSIGN_OR_RETURN(Tensor x, arena.tensor(S{B, L, D}, DType::kF32));
-  SD35_RETURN_IF_ERROR(be.gather_rows(w.embedding, ids.reshape(S{B * L}), x.reshape(S{B * L, D})));
+  SD35_RETURN_IF_ERROR(
+      be.gather_rows(w.embedding, dev_ids.reshape(S{B * L}), x.reshape(S{B * L, D})));
   if (impl_->nan_to_num) {
-    float* p = x.data_as<float>();
+    HostStaging staging(be, x);
+    float* p = staging.data<float>();
+    if (!p) return resource_exhausted("t5xxl encode: out of host memory for the embedding fix");
+    if (x.device() != Device::kCPU) SD35_RETURN_IF_ERROR(download_bytes(be, x, p));
     constexpr float kMax = std::numeric_limits<float>::max();
     for (int64_t i = 0; i < x.numel(); ++i) {
       if (std::isnan(p[i]))
@@ -235,6 +248,7 @@ Status T5Encoder::encode(
       else if (std::isinf(p[i]))
         p[i] = p[i] > 0 ? kMax : -kMax;
     }
+    SD35_RETURN_IF_ERROR(staging.commit());
   }
 
   // Relative position bias [1, H, L, L]: bias[h, i, j] = rel_bias[bucket(j - i), h]. Computed
@@ -245,7 +259,9 @@ Status T5Encoder::encode(
     for (int64_t r = -(L - 1); r <= L - 1; ++r) {
       bucket[size_t(r + L - 1)] = t5_relative_position_bucket(r, cfg.num_buckets, kMaxDistance);
     }
-    float* bp = bias.data_as<float>();
+    HostStaging staging(be, bias);
+    float* bp = staging.data<float>();
+    if (!bp) return resource_exhausted("t5xxl encode: out of host memory for the position bias");
     for (int64_t h = 0; h < H; ++h) {
       for (int64_t i = 0; i < L; ++i) {
         float* row = bp + (h * L + i) * L;
@@ -253,6 +269,7 @@ Status T5Encoder::encode(
           row[j] = w.rel_bias[size_t(bucket[size_t(j - i + L - 1)] * H + h)];
       }
     }
+    SD35_RETURN_IF_ERROR(staging.commit());
   }
   emit("position_bias", bias);
 

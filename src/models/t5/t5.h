@@ -13,6 +13,7 @@
 #include "core/arena.h"
 #include "sd35/status.h"
 #include "weights/model_configs.h"
+#include "weights/weight_placer.h"
 
 namespace sd35 {
 
@@ -26,15 +27,19 @@ int t5_relative_position_bucket(int64_t relative_position, int num_buckets, int 
 
 class T5Encoder {
  public:
+  // placer: nullptr keeps host views; else every weight is uploaded to its device (fp8
+  // matrices as stored; the scale_weight scalars and the bias table stay on the host).
   static Result<std::unique_ptr<T5Encoder>> load(const WeightIndex& index,
-                                                 const ConfigOverrides& overrides = {});
+                                                 const ConfigOverrides& overrides = {},
+                                                 WeightPlacer* placer = nullptr);
   ~T5Encoder();
   const T5Config& config() const;
   // True for fp8 files (most parameters fp8): the embedding output then goes through ComfyUI's
   // nan_to_num (NaN -> 0, ±inf -> ±FLT_MAX).
   bool fp8_embedding_fix() const;
 
-  // ids [B, L] int32 -> out [B, L, d_model] f32 (the final-RMSNorm output SD3 uses).
+  // ids [B, L] int32 -> out [B, L, d_model] f32 (the final-RMSNorm output SD3 uses). ids
+  // host memory or contiguous on the backend's device, out on the backend's device.
   // `observe` (optional) receives "position_bias" [1, H, L, L], "block{i}_out",
   // "last_hidden_state" as in the goldens.
   Status encode(Backend& backend, Arena& arena, const Tensor& ids, const Tensor& out,

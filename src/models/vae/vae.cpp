@@ -13,15 +13,22 @@ namespace {
 
 class Binder {
  public:
-  explicit Binder(const WeightMap& map) : map_(map) {}
+  Binder(const WeightMap& map, WeightPlacer* placer) : map_(map), placer_(placer) {}
 
+  // The field's tensor, uploaded when there is a placer (the first failure is kept).
   Tensor get(const std::string& field) {
     auto it = map_.find(field);
     if (it == map_.end()) {
       missing_ += (missing_.empty() ? "" : ", ") + field;
       return {};
     }
-    return it->second;
+    if (!placer_) return it->second;
+    auto placed = placer_->place(it->second);
+    if (!placed.ok()) {
+      if (status_.ok()) status_ = placed.status().with_context("VAE: placing weights: ");
+      return {};
+    }
+    return *std::move(placed);
   }
   Norm norm(const std::string& f) { return {get(f + ".w"), get(f + ".b")}; }
   Conv conv(const std::string& f) { return {get(f + ".w"), get(f + ".b")}; }
@@ -55,16 +62,20 @@ class Binder {
     return m;
   }
   const std::string& missing() const { return missing_; }
+  const Status& status() const { return status_; }
 
  private:
   const WeightMap& map_;
+  WeightPlacer* placer_;
   std::string missing_;
+  Status status_;
 };
 
 }  // namespace
 
-Result<VAEWeights> make_vae_weights(const VAEConfig& cfg, const WeightMap& map) {
-  Binder b(map);
+Result<VAEWeights> make_vae_weights(const VAEConfig& cfg, const WeightMap& map,
+                                    WeightPlacer* placer) {
+  Binder b(map, placer);
   VAEWeights w;
   const int levels = int(cfg.ch_mult.size());
   const int top = cfg.ch * cfg.ch_mult.back();
@@ -114,6 +125,7 @@ Result<VAEWeights> make_vae_weights(const VAEConfig& cfg, const WeightMap& map) 
   // bind_weights() validated the list these fields come from, so this is a consistency
   // check between vae_weight_specs() and this file.
   if (!b.missing().empty()) return internal_error("VAE weights lack fields: " + b.missing());
+  SD35_RETURN_IF_ERROR(b.status());
   return w;
 }
 
@@ -129,7 +141,7 @@ int VAE::scale_factor() const { return vae_detail::scale_factor(impl_->cfg); }
 bool VAE::has_encoder() const { return impl_->weights.encoder.has_value(); }
 bool VAE::has_decoder() const { return impl_->weights.decoder.has_value(); }
 
-Result<std::unique_ptr<VAE>> VAE::load(const WeightIndex& index) {
+Result<std::unique_ptr<VAE>> VAE::load(const WeightIndex& index, WeightPlacer* placer) {
   auto impl = std::make_unique<Impl>();
   SD35_ASSIGN_OR_RETURN(impl->cfg, derive_vae_config(index));
   const VAEConfig& cfg = impl->cfg;
@@ -143,7 +155,7 @@ Result<std::unique_ptr<VAE>> VAE::load(const WeightIndex& index) {
   }
   if (cfg.ch_mult.size() > 16) return invalid_argument("VAE: too many resolution levels");
   SD35_ASSIGN_OR_RETURN(WeightMap map, bind_weights(index, Component::kVAE, vae_weight_specs(cfg)));
-  SD35_ASSIGN_OR_RETURN(impl->weights, make_vae_weights(cfg, map));
+  SD35_ASSIGN_OR_RETURN(impl->weights, make_vae_weights(cfg, map, placer));
   return std::unique_ptr<VAE>(new VAE(std::move(impl)));
 }
 

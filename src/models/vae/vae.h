@@ -11,6 +11,7 @@
 #include "core/tensor.h"
 #include "sd35/status.h"
 #include "weights/model_configs.h"
+#include "weights/weight_placer.h"
 
 namespace sd35 {
 
@@ -34,7 +35,9 @@ struct VAETileOptions {
 
 class VAE {
  public:
-  static Result<std::unique_ptr<VAE>> load(const WeightIndex& index);
+  // placer: nullptr keeps host views; else every weight is uploaded to its device.
+  static Result<std::unique_ptr<VAE>> load(const WeightIndex& index,
+                                           WeightPlacer* placer = nullptr);
   ~VAE();
 
   const VAEConfig& config() const;

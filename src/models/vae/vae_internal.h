@@ -13,6 +13,7 @@
 #include "models/vae/vae.h"
 #include "sd35/status.h"
 #include "weights/model_configs.h"
+#include "weights/weight_placer.h"
 #include "weights/weight_specs.h"
 
 namespace sd35::vae_detail {
@@ -79,7 +80,8 @@ struct VAEWeights {
 };
 
 // Builds the typed weights from bind_weights()' field map (fields of vae_weight_specs).
-Result<VAEWeights> make_vae_weights(const VAEConfig& cfg, const WeightMap& map);
+Result<VAEWeights> make_vae_weights(const VAEConfig& cfg, const WeightMap& map,
+                                    WeightPlacer* placer = nullptr);
 
 // Pixels per latent pixel: each level but the last halves the resolution.
 inline int scale_factor(const VAEConfig& cfg) { return 1 << (int(cfg.ch_mult.size()) - 1); }

@@ -8,6 +8,7 @@
 // the seams; it does not make the two equal (see tests/models/test_vae.cpp for numbers).
 #include <algorithm>
 
+#include "backend/transfer.h"
 #include "models/vae/vae.h"
 #include "models/vae/vae_internal.h"
 
@@ -104,16 +105,19 @@ Status VAE::decode_tiled(Backend& backend, Arena& arena, const Tensor& latent, c
       // (t + (w - 1)·t = w·t), the others accumulate w·t. The weights of all tiles covering
       // a pixel sum to 1, so no normalisation pass follows.
       //
-      // The gate map is written on the host: the arena is host memory today; a device
-      // backend needs it uploaded (TH·TW floats per tile, small next to the decode).
+      // The gate map is written on the host, in place for a host arena and uploaded for a
+      // device one (TH·TW floats per tile, small next to the decode).
       SD35_ASSIGN_OR_RETURN(Tensor gate, arena.tensor(Shape{TH, TW}, DType::kF32));
-      float* g = gate.data_as<float>();
+      HostStaging staging(backend, gate);
+      float* g = staging.data<float>();
+      if (!g) return resource_exhausted("VAE::decode_tiled: out of host memory for the blend");
       for (int64_t y = 0; y < TH; ++y) {
         for (int64_t x = 0; x < TW; ++x) {
           const bool first = y >= new_y0 && x >= new_x0;
           g[y * TW + x] = wy[size_t(y)] * wx[size_t(x)] - (first ? 1.0f : 0.0f);
         }
       }
+      SD35_RETURN_IF_ERROR(staging.commit());
       const Tensor region =
           image.slice(2, ys_px[i], ys_px[i] + TH).slice(3, xs_px[j], xs_px[j] + TW);
       if (new_y0 < TH && new_x0 < TW) {
