@@ -1,0 +1,154 @@
+// CudaBackend: one non-blocking stream, one cuBLASLt handle (with its workspace and plan
+// cache) and a scratch pool per instance. Ops are queued on the stream; the caller sees
+// asynchronous errors at synchronize() (or at the next op's launch check).
+#include <string>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_backend_impl.h"
+#include "backend/cuda/cuda_memory.h"
+
+namespace sd35 {
+namespace {
+
+using cuda::CudaContext;
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(CudaContext ctx)
+      : ctx_(std::move(ctx)), memory_(ctx_.device, ctx_.stream) {}
+  ~CudaBackend() override {
+    cudaSetDevice(ctx_.device);
+    cudaStreamSynchronize(ctx_.stream);  // queued kernels may use the scratch freed below
+    ctx_.lt.reset();
+    ctx_.scratch.reset();
+    cudaStreamDestroy(ctx_.stream);
+  }
+
+  std::string_view name() const override { return "cuda"; }
+  Device device() const override { return Device::kCUDA; }
+  DeviceMemory& memory() override { return memory_; }
+  Status synchronize() override {
+    SD35_RETURN_IF_ERROR(select());
+    SD35_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(ctx_.stream), "synchronize",
+                              "cudaStreamSynchronize (an earlier asynchronous op failed)");
+    return ok_status();
+  }
+
+  Status gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+              const GemmParams& p) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::gemm_op(ctx_, x, w, bias, y, p);
+  }
+  Status attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                   int heads, float scale) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::attention_op(ctx_, q, k, v, out, heads, scale, false, false, nullptr);
+  }
+  Status attention_masked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                          int heads, float scale, bool causal, const Tensor* bias) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::attention_op(ctx_, q, k, v, out, heads, scale, true, causal, bias);
+  }
+  Status gather_rows(const Tensor& table, const Tensor& ids, const Tensor& out) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::gather_rows_op(ctx_, table, ids, out);
+  }
+  Status layer_norm(const Tensor& x, const Tensor* w, const Tensor* b, float eps,
+                    const Tensor& y) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::row_op(ctx_, cuda::RowKind::kLayerNorm, x, w, b, eps, y);
+  }
+  Status rms_norm(const Tensor& x, const Tensor* w, float eps, const Tensor& y) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::row_op(ctx_, cuda::RowKind::kRmsNorm, x, w, nullptr, eps, y);
+  }
+  Status group_norm(const Tensor& x, int groups, const Tensor* w, const Tensor* b, float eps,
+                    const Tensor& y) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::group_norm_op(ctx_, x, groups, w, b, eps, y);
+  }
+  Status modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                  const Tensor& y) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::modulate_op(ctx_, x, shift, scale, y);
+  }
+  Status add(const Tensor& a, const Tensor& b, const Tensor& y) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::binary_op(ctx_, a, b, y, false);
+  }
+  Status mul(const Tensor& a, const Tensor& b, const Tensor& y) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::binary_op(ctx_, a, b, y, true);
+  }
+  Status gated_add(const Tensor& x, const Tensor& gate, const Tensor& h,
+                   const Tensor& out) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::gated_add_op(ctx_, x, gate, h, out);
+  }
+  Status affine(const Tensor& x, const AffineParams& p, const Tensor& y) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::affine_op(ctx_, x, p, y);
+  }
+  Status activation(const Tensor& x, Activation act, const Tensor& y) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::activation_op(ctx_, x, act, y);
+  }
+  Status softmax(const Tensor& x, const Tensor& y) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::row_op(ctx_, cuda::RowKind::kSoftmax, x, nullptr, nullptr, 0.0f, y);
+  }
+  Status conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+                const Conv2dParams& p) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::conv2d_op(ctx_, x, w, bias, y, p);
+  }
+  Status upsample_nearest2x(const Tensor& x, const Tensor& y) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::upsample_op(ctx_, x, y);
+  }
+  Status concat(std::span<const Tensor> inputs, int axis, const Tensor& y) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::concat_op(ctx_, inputs, axis, y);
+  }
+  Status copy(const Tensor& x, const Tensor& y) override {
+    SD35_RETURN_IF_ERROR(select());
+    return cuda::copy_op(ctx_, x, y);
+  }
+
+ private:
+  // The current device is per host thread; a backend may be driven from any thread.
+  Status select() {
+    SD35_CUDA_RETURN_IF_ERROR(cudaSetDevice(ctx_.device), "cuda backend", "cudaSetDevice");
+    return ok_status();
+  }
+
+  CudaContext ctx_;
+  cuda::CudaMemory memory_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Backend>> make_cuda_backend(int device) {
+  const int n = cuda_device_count();
+  if (n == 0) return unsupported("make_cuda_backend: no CUDA device is available");
+  if (device < 0 || device >= n) {
+    return invalid_argument("make_cuda_backend: CUDA device " + std::to_string(device) +
+                            " does not exist (" + std::to_string(n) + " device(s))");
+  }
+  const char* op = "make_cuda_backend";
+  SD35_CUDA_RETURN_IF_ERROR(cudaSetDevice(device), op, "cudaSetDevice");
+  CudaContext ctx;
+  ctx.device = device;
+  SD35_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&ctx.stream, cudaStreamNonBlocking), op,
+                            "cudaStreamCreateWithFlags");
+  auto lt = cuda::LtGemm::create(ctx.stream);
+  if (!lt.ok()) {
+    cudaStreamDestroy(ctx.stream);
+    return lt.status();
+  }
+  ctx.lt = std::move(lt).value();
+  ctx.scratch = std::make_unique<cuda::ScratchPool>(device, ctx.stream);
+  return std::unique_ptr<Backend>(new CudaBackend(std::move(ctx)));
+}
+
+}  // namespace sd35

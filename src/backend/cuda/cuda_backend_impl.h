@@ -1,0 +1,75 @@
+// Internals shared by the CUDA backend's translation units: the per-backend context (device,
+// stream, cuBLASLt, scratch) and the op implementations that are too large for the dispatch
+// file. Host C++ only.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <memory>
+#include <span>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_common.h"
+#include "backend/cuda/cuda_lt_matmul.h"
+#include "backend/cuda/cuda_scratch.h"
+
+namespace sd35::cuda {
+
+enum class RowKind { kLayerNorm, kRmsNorm, kSoftmax };
+
+struct CudaContext {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  std::unique_ptr<ScratchPool> scratch;
+  std::unique_ptr<LtGemm> lt;
+};
+
+// A view of a device tensor labelled as host memory, so that the shared argument checks of
+// gemm/attention/conv2d (written for the CPU backends, see gemm_checks.h) can run on it. Only
+// shapes, strides and dtypes are inspected; the data is never touched.
+Tensor as_checkable(const Tensor& t);
+// Every tensor given must be on the CUDA device ("op: tensor on cpu, backend runs on cuda").
+Status on_cuda(std::initializer_list<const Tensor*> ts, std::string_view op);
+
+// The compute dtype of GEMM inputs: the activation dtype of x (f32, bf16 or f16).
+// Weights of another dtype are converted (in panels of at most `max_panel_bytes`) to it.
+struct GemmRows {
+  const void* x = nullptr;  // M rows of K compute-dtype values, row stride ldx
+  int64_t ldx = 0, m = 0;
+  void* y = nullptr;        // M rows of N values of y_dtype, row stride ldy
+  int64_t ldy = 0;
+  DType y_dtype = DType::kF32;
+};
+// y = act(x·wᵀ + bias) or y += ... for `rows`, with w [N, K] already in the compute dtype,
+// bias f32 [N] or null.
+Status gemm_rows(CudaContext& ctx, const GemmRows& r, DType compute, const void* w, int64_t n,
+                 int64_t k, const float* bias, const GemmParams& p);
+// The bias converted to f32 in scratch (null when bias is null).
+Result<const float*> bias_as_f32(CudaContext& ctx, const Tensor* bias, const char* op);
+
+Status gemm_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
+               const Tensor& y, const GemmParams& p);
+Status conv2d_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
+                 const Tensor& y, const Conv2dParams& p);
+
+// cuda_backend_ops.cpp: everything else (same validation as the CPU backends).
+Status attention_op(CudaContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                    const Tensor& out, int heads, float scale, bool masked, bool causal,
+                    const Tensor* bias);
+Status gather_rows_op(CudaContext& ctx, const Tensor& table, const Tensor& ids, const Tensor& out);
+Status row_op(CudaContext& ctx, RowKind kind, const Tensor& x, const Tensor* weight,
+              const Tensor* bias, float eps, const Tensor& y);
+Status group_norm_op(CudaContext& ctx, const Tensor& x, int groups, const Tensor* weight,
+                     const Tensor* bias, float eps, const Tensor& y);
+Status modulate_op(CudaContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale,
+                   const Tensor& y);
+Status binary_op(CudaContext& ctx, const Tensor& a, const Tensor& b, const Tensor& y, bool is_mul);
+Status gated_add_op(CudaContext& ctx, const Tensor& x, const Tensor& gate, const Tensor& h,
+                    const Tensor& out);
+Status affine_op(CudaContext& ctx, const Tensor& x, const AffineParams& p, const Tensor& y);
+Status activation_op(CudaContext& ctx, const Tensor& x, Activation act, const Tensor& y);
+Status upsample_op(CudaContext& ctx, const Tensor& x, const Tensor& y);
+Status concat_op(CudaContext& ctx, std::span<const Tensor> inputs, int axis, const Tensor& y);
+Status copy_op(CudaContext& ctx, const Tensor& x, const Tensor& y);
+
+}  // namespace sd35::cuda

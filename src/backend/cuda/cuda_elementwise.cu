@@ -1,0 +1,164 @@
+// Elementwise kernels: the generic strided op (add/mul/affine/activation/modulate/gated_add/
+// convert), byte-exact copies, contiguous conversions and the gemm epilogue. Grid-stride
+// loops; the contiguous fast path skips the index arithmetic. Dtypes are runtime values
+// (uniform branches), which keeps the number of instantiations — and compile time — small.
+#include "backend/cuda/cuda_activation.cuh"
+#include "backend/cuda/cuda_dtype.cuh"
+#include "backend/cuda/cuda_kernels.h"
+
+namespace sd35::cuda {
+namespace {
+
+__device__ __forceinline__ float ew_apply(const EwArgs& a, float v0, float v1, float v2) {
+  switch (a.op) {
+    case EwOp::kConvert: return v0;
+    case EwOp::kAdd: return v0 + v1;
+    case EwOp::kMul: return v0 * v1;
+    case EwOp::kAffine: {
+      float v = v0 * a.scale + a.shift;
+      v = v < a.lo ? a.lo : v;  // a NaN v stays NaN
+      return v > a.hi ? a.hi : v;
+    }
+    case EwOp::kActivate: return apply_activation(a.act, v0);
+    case EwOp::kModulate: return v0 * (1.0f + v2) + v1;
+    case EwOp::kGatedAdd: return v0 + v1 * v2;
+  }
+  return v0;
+}
+
+__device__ __forceinline__ int ew_inputs(EwOp op) {
+  switch (op) {
+    case EwOp::kAdd:
+    case EwOp::kMul: return 2;
+    case EwOp::kModulate:
+    case EwOp::kGatedAdd: return 3;
+    default: return 1;
+  }
+}
+
+__global__ void elementwise_kernel(EwArgs a, int64_t n) {
+  const int inputs = ew_inputs(a.op);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    float v[3] = {0.0f, 0.0f, 0.0f};
+    int64_t out_off = i;
+    if (a.layout.contiguous) {
+      for (int k = 0; k < inputs; ++k) v[k] = load_f32(a.in[k], a.in_dtype[k], i);
+    } else {
+      int64_t off[4];
+      layout_offsets(a.layout, inputs + 1, i, off);
+      out_off = off[0];
+      for (int k = 0; k < inputs; ++k) v[k] = load_f32(a.in[k], a.in_dtype[k], off[k + 1]);
+    }
+    store_f32(a.out, a.out_dtype, out_off, ew_apply(a, v[0], v[1], v[2]));
+  }
+}
+
+template <typename T>
+__global__ void copy_raw_kernel(T* dst, const T* src, StridedLayout l, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    if (l.contiguous) {
+      dst[i] = src[i];
+    } else {
+      int64_t off[2];
+      layout_offsets(l, 2, i, off);
+      dst[off[0]] = src[off[1]];
+    }
+  }
+}
+
+__global__ void convert_kernel(const void* src, DType st, void* dst, DType dt, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    store_f32(dst, dt, i, load_f32(src, st, i));
+}
+
+__global__ void gather_rows_kernel(const void* table, DType tt, int64_t ts, const int32_t* ids,
+                                   void* out, DType ot, int64_t os, int64_t n, int64_t d) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * d;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t r = i / d, c = i - r * d;
+    store_f32(out, ot, r * os + c, load_f32(table, tt, int64_t(ids[r]) * ts + c));
+  }
+}
+
+__global__ void gemm_epilogue_kernel(const float* acc, int64_t ld_acc, const float* bias,
+                                     Activation act, bool accumulate, void* y, DType yt,
+                                     int64_t ld_y, int64_t rows, int64_t cols) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows * cols;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t r = i / cols, c = i - r * cols;
+    float v = acc[r * ld_acc + c];
+    if (bias) v += bias[c];
+    v = apply_activation(act, v);
+    // Accumulate adds the stored (already rounded) y, then rounds once — as the reference.
+    if (accumulate) v += load_f32(y, yt, r * ld_y + c);
+    store_f32(y, yt, r * ld_y + c, v);
+  }
+}
+
+}  // namespace
+
+Status launch_elementwise(const EwArgs& a, cudaStream_t stream) {
+  int64_t n = 1;
+  for (int d = 0; d < a.layout.ndim; ++d) n *= a.layout.shape[d];
+  if (n == 0) return ok_status();
+  elementwise_kernel<<<grid_for(n), 256, 0, stream>>>(a, n);
+  return launch_status(a.name);
+}
+
+Status launch_copy_raw(void* dst, const void* src, int elem_size, const StridedLayout& layout,
+                       cudaStream_t stream) {
+  int64_t n = 1;
+  for (int d = 0; d < layout.ndim; ++d) n *= layout.shape[d];
+  if (n == 0) return ok_status();
+  const unsigned g = grid_for(n);
+  switch (elem_size) {
+    case 1:
+      copy_raw_kernel<<<g, 256, 0, stream>>>(static_cast<uint8_t*>(dst),
+                                             static_cast<const uint8_t*>(src), layout, n);
+      break;
+    case 2:
+      copy_raw_kernel<<<g, 256, 0, stream>>>(static_cast<uint16_t*>(dst),
+                                             static_cast<const uint16_t*>(src), layout, n);
+      break;
+    case 4:
+      copy_raw_kernel<<<g, 256, 0, stream>>>(static_cast<uint32_t*>(dst),
+                                             static_cast<const uint32_t*>(src), layout, n);
+      break;
+    case 8:
+      copy_raw_kernel<<<g, 256, 0, stream>>>(static_cast<uint64_t*>(dst),
+                                             static_cast<const uint64_t*>(src), layout, n);
+      break;
+    default: return internal_error("copy: unsupported element size " + std::to_string(elem_size));
+  }
+  return launch_status("copy");
+}
+
+Status launch_convert(const void* src, DType src_type, void* dst, DType dst_type, int64_t n,
+                      cudaStream_t stream) {
+  if (n == 0) return ok_status();
+  convert_kernel<<<grid_for(n), 256, 0, stream>>>(src, src_type, dst, dst_type, n);
+  return launch_status("convert");
+}
+
+Status launch_gather_rows(const void* table, DType table_dtype, int64_t table_row_stride,
+                          const int32_t* ids, void* out, DType out_dtype, int64_t out_row_stride,
+                          int64_t n, int64_t d, cudaStream_t stream) {
+  if (n * d == 0) return ok_status();
+  gather_rows_kernel<<<grid_for(n * d), 256, 0, stream>>>(
+      table, table_dtype, table_row_stride, ids, out, out_dtype, out_row_stride, n, d);
+  return launch_status("gather_rows");
+}
+
+Status launch_gemm_epilogue(const float* acc, int64_t ld_acc, const float* bias, Activation act,
+                            bool accumulate, void* y, DType y_dtype, int64_t ld_y, int64_t rows,
+                            int64_t cols, cudaStream_t stream) {
+  if (rows * cols == 0) return ok_status();
+  gemm_epilogue_kernel<<<grid_for(rows * cols), 256, 0, stream>>>(
+      acc, ld_acc, bias, act, accumulate, y, y_dtype, ld_y, rows, cols);
+  return launch_status("gemm epilogue");
+}
+
+}  // namespace sd35::cuda
