@@ -88,6 +88,7 @@ set(SD35_CUDA_SOURCES
   src/backend/cuda/cuda_scratch.cpp
   src/backend/cuda/cuda_layout.cpp
   src/backend/cuda/cuda_lt_matmul.cpp
+  src/backend/cuda/cuda_profiler.cpp
   src/backend/cuda/cuda_elementwise.cu
   src/backend/cuda/cuda_norm.cu
   src/backend/cuda/cuda_linear_kernels.cu

@@ -1,11 +1,13 @@
 // CudaBackend: one non-blocking stream, one cuBLASLt handle (with its workspace and plan
 // cache) and a scratch pool per instance. Ops are queued on the stream; the caller sees
 // asynchronous errors at synchronize() (or at the next op's launch check).
+#include "backend/cuda/cuda_backend.h"
+
 #include <string>
 
-#include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_backend_impl.h"
 #include "backend/cuda/cuda_memory.h"
+#include "backend/cuda/cuda_profiler.h"
 
 namespace sd35 {
 namespace {
@@ -15,9 +17,12 @@ using cuda::CudaContext;
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(CudaContext ctx)
-      : ctx_(std::move(ctx)), memory_(ctx_.device, ctx_.stream) {}
+      : ctx_(std::move(ctx)),
+        memory_(ctx_.device, ctx_.stream),
+        profiler_(cuda::OpProfiler::from_env(ctx_.stream)) {}
   ~CudaBackend() override {
     cudaSetDevice(ctx_.device);
+    profiler_.reset();                   // prints its summary while the stream still exists
     cudaStreamSynchronize(ctx_.stream);  // queued kernels may use the scratch freed below
     ctx_.lt.reset();
     ctx_.scratch.reset();
@@ -37,81 +42,116 @@ class CudaBackend final : public Backend {
   Status gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
               const GemmParams& p) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(), [&] {
+      return "gemm x " + x.describe() + " w " + w.describe() + " y " + d(y) +
+             (p.activation != Activation::kNone ? " " + std::string(activation_name(p.activation))
+                                                : "") +
+             (p.accumulate ? " +=" : "");
+    });
     return cuda::gemm_op(ctx_, x, w, bias, y, p);
   }
-  Status attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                   int heads, float scale) override {
+  Status attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, int heads,
+                   float scale) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(), [&] {
+      return "attention q " + q.describe() + " k " + k.describe() + " H=" + std::to_string(heads);
+    });
     return cuda::attention_op(ctx_, q, k, v, out, heads, scale, false, false, nullptr);
   }
   Status attention_masked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                           int heads, float scale, bool causal, const Tensor* bias) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(), [&] { return "attention_masked q " + q.describe(); });
     return cuda::attention_op(ctx_, q, k, v, out, heads, scale, true, causal, bias);
   }
   Status gather_rows(const Tensor& table, const Tensor& ids, const Tensor& out) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(), [&] { return "gather_rows"; });
     return cuda::gather_rows_op(ctx_, table, ids, out);
   }
   Status layer_norm(const Tensor& x, const Tensor* w, const Tensor* b, float eps,
                     const Tensor& y) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(),
+                          [&] { return "layer_norm " + x.describe() + "->" + d(y); });
     return cuda::row_op(ctx_, cuda::RowKind::kLayerNorm, x, w, b, eps, y);
   }
   Status rms_norm(const Tensor& x, const Tensor* w, float eps, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(), [&] { return "rms_norm " + x.describe(); });
     return cuda::row_op(ctx_, cuda::RowKind::kRmsNorm, x, w, nullptr, eps, y);
   }
   Status group_norm(const Tensor& x, int groups, const Tensor* w, const Tensor* b, float eps,
                     const Tensor& y) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(), [&] { return "group_norm " + x.describe(); });
     return cuda::group_norm_op(ctx_, x, groups, w, b, eps, y);
   }
   Status modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
                   const Tensor& y) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(),
+                          [&] { return "modulate " + x.describe() + "->" + d(y); });
     return cuda::modulate_op(ctx_, x, shift, scale, y);
   }
   Status add(const Tensor& a, const Tensor& b, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(),
+                          [&] { return "add " + a.describe() + "+" + b.describe() + "->" + d(y); });
     return cuda::binary_op(ctx_, a, b, y, false);
   }
   Status mul(const Tensor& a, const Tensor& b, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(), [&] { return "mul " + d(a); });
     return cuda::binary_op(ctx_, a, b, y, true);
   }
   Status gated_add(const Tensor& x, const Tensor& gate, const Tensor& h,
                    const Tensor& out) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(),
+                          [&] { return "gated_add " + x.describe() + "," + d(h) + "->" + d(out); });
     return cuda::gated_add_op(ctx_, x, gate, h, out);
   }
   Status affine(const Tensor& x, const AffineParams& p, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(), [&] { return "affine " + d(x); });
     return cuda::affine_op(ctx_, x, p, y);
   }
   Status activation(const Tensor& x, Activation act, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(), [&] {
+      return "activation " + std::string(activation_name(act)) + " " + x.describe();
+    });
     return cuda::activation_op(ctx_, x, act, y);
   }
   Status softmax(const Tensor& x, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(), [&] { return "softmax " + d(x); });
     return cuda::row_op(ctx_, cuda::RowKind::kSoftmax, x, nullptr, nullptr, 0.0f, y);
   }
   Status conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
                 const Conv2dParams& p) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(),
+                          [&] { return "conv2d x " + x.describe() + " w " + w.describe(); });
     return cuda::conv2d_op(ctx_, x, w, bias, y, p);
   }
   Status upsample_nearest2x(const Tensor& x, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(), [&] { return "upsample " + d(x); });
     return cuda::upsample_op(ctx_, x, y);
   }
   Status concat(std::span<const Tensor> inputs, int axis, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(), [&] { return "concat"; });
     return cuda::concat_op(ctx_, inputs, axis, y);
   }
   Status copy(const Tensor& x, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(), [&] {
+      return "copy " + std::string(device_name(x.device())) + "->" +
+             std::string(device_name(y.device())) + " " + x.describe() + "->" + d(y);
+    });
     return cuda::copy_op(ctx_, x, y);
   }
 
@@ -122,8 +162,11 @@ class CudaBackend final : public Backend {
     return ok_status();
   }
 
+  static std::string d(const Tensor& t) { return std::string(dtype_name(t.dtype())); }
+
   CudaContext ctx_;
   cuda::CudaMemory memory_;
+  std::unique_ptr<cuda::OpProfiler> profiler_;
 };
 
 }  // namespace

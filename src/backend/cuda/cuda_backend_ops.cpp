@@ -196,9 +196,26 @@ Status group_norm_op(CudaContext& ctx, const Tensor& x, int groups, const Tensor
   return launch_group_norm(a, static_cast<float*>(p), ctx.stream);
 }
 
+// [B, L, D] with dense rows at one stride (row r = b·L + l at r·stride(1)): what the row
+// broadcast kernel addresses. Parameters [B, D] need dense rows.
+bool uniform_rows(const Tensor& t) {
+  return t.ndim() == 3 && t.stride(2) == 1 && t.stride(0) == t.size(1) * t.stride(1);
+}
+bool dense_param(const Tensor& p) { return p.ndim() == 2 && p.stride(1) == 1; }
+
 Status modulate_op(CudaContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale,
                    const Tensor& y) {
   SD35_RETURN_IF_ERROR(validate::modulate(Device::kCUDA, x, shift, scale, y));
+  if (uniform_rows(x) && uniform_rows(y) && dense_param(shift) && dense_param(scale)) {
+    RowBroadcastArgs r;
+    r.op = EwOp::kModulate;
+    r.out = y.data(), r.out_dtype = y.dtype(), r.out_rs = y.stride(1);
+    r.x = x.data(), r.x_dtype = x.dtype(), r.x_rs = x.stride(1);
+    r.p1 = shift.data(), r.p1_dtype = shift.dtype(), r.p1_bs = shift.stride(0);
+    r.p2 = scale.data(), r.p2_dtype = scale.dtype(), r.p2_bs = scale.stride(0);
+    r.batch = x.size(0), r.rows_per_batch = x.size(1), r.cols = x.size(2);
+    return launch_row_broadcast(r, ctx.stream);
+  }
   EwArgs a;
   a.name = "modulate";
   a.op = EwOp::kModulate;
@@ -225,6 +242,16 @@ Status binary_op(CudaContext& ctx, const Tensor& a, const Tensor& b, const Tenso
 Status gated_add_op(CudaContext& ctx, const Tensor& x, const Tensor& gate, const Tensor& h,
                     const Tensor& out) {
   SD35_RETURN_IF_ERROR(validate::gated_add(Device::kCUDA, x, gate, h, out));
+  if (uniform_rows(x) && uniform_rows(out) && uniform_rows(h) && dense_param(gate)) {
+    RowBroadcastArgs r;
+    r.op = EwOp::kGatedAdd;
+    r.out = out.data(), r.out_dtype = out.dtype(), r.out_rs = out.stride(1);
+    r.x = x.data(), r.x_dtype = x.dtype(), r.x_rs = x.stride(1);
+    r.p1 = gate.data(), r.p1_dtype = gate.dtype(), r.p1_bs = gate.stride(0);
+    r.h = h.data(), r.h_dtype = h.dtype(), r.h_rs = h.stride(1);
+    r.batch = x.size(0), r.rows_per_batch = x.size(1), r.cols = x.size(2);
+    return launch_row_broadcast(r, ctx.stream);
+  }
   EwArgs a;
   a.name = "gated_add";
   a.op = EwOp::kGatedAdd;

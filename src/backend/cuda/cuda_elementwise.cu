@@ -54,6 +54,29 @@ __global__ void elementwise_kernel(EwArgs a, int64_t n) {
   }
 }
 
+__global__ void row_broadcast_kernel(RowBroadcastArgs a) {
+  const int64_t r = blockIdx.x;
+  const int64_t b = r / a.rows_per_batch;
+  const int64_t xo = r * a.x_rs, oo = r * a.out_rs, p1o = b * a.p1_bs;
+  if (a.op == EwOp::kModulate) {
+    const int64_t p2o = b * a.p2_bs;
+    for (int64_t c = threadIdx.x; c < a.cols; c += blockDim.x) {
+      const float x = load_f32(a.x, a.x_dtype, xo + c);
+      const float shift = load_f32(a.p1, a.p1_dtype, p1o + c);
+      const float scale = load_f32(a.p2, a.p2_dtype, p2o + c);
+      store_f32(a.out, a.out_dtype, oo + c, x * (1.0f + scale) + shift);
+    }
+  } else {
+    const int64_t ho = r * a.h_rs;
+    for (int64_t c = threadIdx.x; c < a.cols; c += blockDim.x) {
+      const float x = load_f32(a.x, a.x_dtype, xo + c);
+      const float gate = load_f32(a.p1, a.p1_dtype, p1o + c);
+      const float h = load_f32(a.h, a.h_dtype, ho + c);
+      store_f32(a.out, a.out_dtype, oo + c, x + gate * h);
+    }
+  }
+}
+
 template <typename T>
 __global__ void copy_raw_kernel(T* dst, const T* src, StridedLayout l, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -159,6 +182,15 @@ Status launch_gemm_epilogue(const float* acc, int64_t ld_acc, const float* bias,
   gemm_epilogue_kernel<<<grid_for(rows * cols), 256, 0, stream>>>(
       acc, ld_acc, bias, act, accumulate, y, y_dtype, ld_y, rows, cols);
   return launch_status("gemm epilogue");
+}
+
+Status launch_row_broadcast(const RowBroadcastArgs& a, cudaStream_t stream) {
+  const int64_t rows = a.batch * a.rows_per_batch;
+  if (rows == 0 || a.cols == 0) return ok_status();
+  if (rows > 0x7FFFFFFF) return unsupported("row broadcast: more than 2^31 rows");
+  const int threads = a.cols >= 1024 ? 256 : 128;
+  row_broadcast_kernel<<<unsigned(rows), threads, 0, stream>>>(a);
+  return launch_status(a.op == EwOp::kModulate ? "modulate" : "gated_add");
 }
 
 }  // namespace sd35::cuda

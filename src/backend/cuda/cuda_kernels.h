@@ -35,6 +35,25 @@ struct EwArgs {
 };
 // Elementwise op over layout.shape, f32 math, rounded once on store.
 Status launch_elementwise(const EwArgs& a, cudaStream_t stream);
+// The adaLN patterns of the MMDiT blocks over [B, L, D] tensors with uniformly strided dense
+// rows, parameters [B, D] with dense rows: kModulate out = x·(1 + p2) + p1 (p1 shift, p2
+// scale), kGatedAdd out = x + p1·h (p1 gate). One block per row and one division per row,
+// where the generic strided kernel pays 64-bit index divisions per element. The float
+// operations are the generic kernel's, so results are identical.
+struct RowBroadcastArgs {
+  EwOp op = EwOp::kModulate;
+  void* out = nullptr;
+  const void* x = nullptr;
+  const void* p1 = nullptr;
+  const void* p2 = nullptr;  // kModulate only
+  const void* h = nullptr;   // kGatedAdd only
+  DType out_dtype = DType::kF32, x_dtype = DType::kF32, p1_dtype = DType::kF32,
+        p2_dtype = DType::kF32, h_dtype = DType::kF32;
+  int64_t out_rs = 0, x_rs = 0, h_rs = 0;  // row strides (elements); row r = b·L + l
+  int64_t p1_bs = 0, p2_bs = 0;            // parameter row stride per batch entry
+  int64_t batch = 0, rows_per_batch = 0, cols = 0;
+};
+Status launch_row_broadcast(const RowBroadcastArgs& a, cudaStream_t stream);
 // Byte-exact copy of elements of `elem_size` bytes (1, 2, 4 or 8): operand 0 dst, 1 src.
 Status launch_copy_raw(void* dst, const void* src, int elem_size, const StridedLayout& layout,
                        cudaStream_t stream);

@@ -82,6 +82,48 @@ __global__ void row_op_kernel(RowArgs a) {
   }
 }
 
+// Short rows (the MMDiT's per-head q/k RMSNorm: 64 values, ~200k rows per call): one warp per
+// row, 8 rows per block, so no thread idles on a 64-wide row and no block barrier is needed.
+constexpr int kWarpRowsPerBlock = 8;
+constexpr int64_t kWarpRowMaxCols = 512;
+
+__global__ void row_op_warp_kernel(RowArgs a) {
+  const int lane = threadIdx.x & 31;
+  const int64_t r = int64_t(blockIdx.x) * kWarpRowsPerBlock + (threadIdx.x >> 5);
+  if (r >= a.rows) return;  // whole warps leave together: the shuffles stay full-warp
+  const int64_t xo = layout_offset(a.row_layout, 1, r), yo = layout_offset(a.row_layout, 0, r);
+  const int64_t c = a.cols;
+  if (a.op == RowOp::kSoftmax) {
+    float m = -INFINITY;
+    for (int64_t i = lane; i < c; i += 32) m = fmaxf(m, load_f32(a.x, a.x_dtype, xo + i));
+    m = warp_max(m);
+    float s = 0.0f;
+    for (int64_t i = lane; i < c; i += 32) s += expf(load_f32(a.x, a.x_dtype, xo + i) - m);
+    const float inv = 1.0f / warp_sum(s);
+    for (int64_t i = lane; i < c; i += 32)
+      store_f32(a.y, a.y_dtype, yo + i, expf(load_f32(a.x, a.x_dtype, xo + i) - m) * inv);
+    return;
+  }
+  float mean = 0.0f;
+  if (a.op == RowOp::kLayerNorm) {
+    float s = 0.0f;
+    for (int64_t i = lane; i < c; i += 32) s += load_f32(a.x, a.x_dtype, xo + i);
+    mean = warp_sum(s) / float(c);
+  }
+  float v = 0.0f;
+  for (int64_t i = lane; i < c; i += 32) {
+    const float d = load_f32(a.x, a.x_dtype, xo + i) - mean;
+    v += d * d;
+  }
+  const float rstd = rsqrtf(warp_sum(v) / float(c) + a.eps);
+  for (int64_t i = lane; i < c; i += 32) {
+    float o = (load_f32(a.x, a.x_dtype, xo + i) - mean) * rstd;
+    if (a.weight) o *= load_f32(a.weight, a.weight_dtype, i);
+    if (a.bias) o += load_f32(a.bias, a.bias_dtype, i);
+    store_f32(a.y, a.y_dtype, yo + i, o);
+  }
+}
+
 constexpr int64_t kGroupChunk = 8192;  // elements per partial-sum block
 
 // Partial sums of one chunk of one group: of x (mean == null) or of (x - mean)².
@@ -144,7 +186,12 @@ int64_t group_chunks(const GroupNormArgs& a) {
 Status launch_row_op(const RowArgs& a, cudaStream_t stream) {
   if (a.rows == 0 || a.cols == 0) return ok_status();
   if (a.rows > 0x7FFFFFFF) return unsupported("row op: more than 2^31 rows");
-  row_op_kernel<<<unsigned(a.rows), kRowThreads, 0, stream>>>(a);
+  if (a.cols <= kWarpRowMaxCols) {
+    const int64_t blocks = (a.rows + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock;
+    row_op_warp_kernel<<<unsigned(blocks), 32 * kWarpRowsPerBlock, 0, stream>>>(a);
+  } else {
+    row_op_kernel<<<unsigned(a.rows), kRowThreads, 0, stream>>>(a);
+  }
   return launch_status(a.op == RowOp::kSoftmax ? "softmax"
                        : a.op == RowOp::kRmsNorm ? "rms_norm" : "layer_norm");
 }
