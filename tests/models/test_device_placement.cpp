@@ -22,6 +22,7 @@
 #include "models/t5/t5.h"
 #include "models/vae/vae.h"
 #include "pipeline/engine.h"
+#include "tiny_engine.h"
 #include "sim_device.h"
 #include "weights/weight_index.h"
 #include "weights/weight_placer.h"
@@ -30,19 +31,12 @@ namespace sd35 {
 namespace {
 
 namespace fs = std::filesystem;
+using ::sd35::testing::euler_params;
+using ::sd35::testing::kTinyA;
+using ::sd35::testing::tiny_options;
 using ::sd35::testing::fill_uniform;
 using ::sd35::testing::SimBackend;
 using ::sd35::testing::SimMemory;
-
-const fs::path kTinyA = fs::path(SD35_TEST_DATA_DIR) / "tiny-a";
-
-EngineOptions tiny_options() {
-  EngineOptions o;  // f32 compute, cpu backend
-  for (const char* f :
-       {"model.safetensors", "clip_l.safetensors", "clip_g.safetensors", "t5xxl.safetensors"})
-    o.models.push_back({(kTinyA / f).string(), std::nullopt});
-  return o;
-}
 
 // Engine options that run on the simulated device; `memory` holds the weights and scratch.
 EngineOptions sim_options(const std::shared_ptr<SimMemory>& memory, const std::string& text) {
@@ -53,19 +47,6 @@ EngineOptions sim_options(const std::shared_ptr<SimMemory>& memory, const std::s
     return std::unique_ptr<Backend>(new SimBackend(make_cpu_backend(), memory));
   };
   return o;
-}
-
-GenerateParams euler_params() {
-  GenerateParams p;
-  p.prompt = "a photo of a cat";
-  p.negative = "";
-  p.width = p.height = 128;
-  p.sample.sampler = Sampler::kEuler;
-  p.sample.scheduler = Scheduler::kSgmUniform;
-  p.sample.steps = 4;
-  p.sample.cfg = 4.5;
-  p.sample.seed = 42;
-  return p;
 }
 
 bool same_bytes(const Tensor& a, const Tensor& b) {

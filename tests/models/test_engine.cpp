@@ -19,37 +19,17 @@
 #include "models/mmdit/mmdit.h"
 #include "pipeline/conditioning.h"
 #include "pipeline/engine.h"
+#include "tiny_engine.h"
 
 namespace sd35 {
 namespace {
 
 namespace fs = std::filesystem;
+using ::sd35::testing::euler_params;
+using ::sd35::testing::kTinyA;
+using ::sd35::testing::tiny_options;
 using ::sd35::testing::all_close;
 using ::sd35::testing::to_vector;
-
-const fs::path kTinyA = fs::path(SD35_TEST_DATA_DIR) / "tiny-a";
-
-EngineOptions tiny_options() {
-  EngineOptions o;  // compute f32: the goldens are f32
-  for (const char* f :
-       {"model.safetensors", "clip_l.safetensors", "clip_g.safetensors", "t5xxl.safetensors"})
-    o.models.push_back({(kTinyA / f).string(), std::nullopt});
-  return o;
-}
-
-// The txt2img "euler" case of goldens_pipeline.
-GenerateParams euler_params() {
-  GenerateParams p;
-  p.prompt = "a photo of a cat";
-  p.negative = "";
-  p.width = p.height = 128;
-  p.sample.sampler = Sampler::kEuler;
-  p.sample.scheduler = Scheduler::kSgmUniform;
-  p.sample.steps = 4;
-  p.sample.cfg = 4.5;
-  p.sample.seed = 42;
-  return p;
-}
 
 class EngineTest : public ::testing::Test {
  protected:
