@@ -7,4 +7,5 @@ list(APPEND SD35_ENGINE_SOURCES
   src/service/workflow/sampling.cpp
   src/service/workflow/image.cpp
   src/service/workflow/executor.cpp
+  src/service/job_queue.cpp
 )

@@ -23,3 +23,4 @@ add_test(NAME isa_objects_have_no_weak_symbols
 set_tests_properties(isa_objects_have_no_weak_symbols PROPERTIES LABELS unit)
 include(cmake/tests_engine.cmake OPTIONAL)
 include(cmake/tests_service.cmake OPTIONAL)
+include(cmake/tests_server.cmake OPTIONAL)

@@ -19,9 +19,21 @@ PACKAGES=(
   libcli11-dev      # command-line parsing for the sd35 command
   libicu-dev        # Unicode data for the tokenizers (NFC, case mapping, categories, graphemes)
   libpng-dev        # PNG images (sd35 generate output, img2img input)
+  libboost-dev       # Boost.Beast/Asio (header-only): the HTTP server sd35-server
+  python3           # the server's black-box HTTP tests (tests/server, standard library only)
   googletest        # unit tests (GoogleTest/GoogleMock sources)
   libgtest-dev
 )
+
+# media and webhooks (src/service/media: JPEG/WebP codecs, webhook delivery, image downloads)
+MEDIA_PACKAGES=(
+  libjpeg62-turbo-dev   # JPEG encode (convert_output) and decode (img2img inputs)
+  libwebp-dev           # WebP encode and decode
+  libcurl4-openssl-dev  # webhook POSTs and input-image downloads
+  libssl-dev            # HMAC-SHA256 for Standard Webhooks signatures
+  pkg-config            # finds libwebp, which ships no CMake package
+)
+PACKAGES+=("${MEDIA_PACKAGES[@]}")
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -30,8 +30,22 @@ void on_error(png_structp png, png_const_charp msg) {
 void on_warning(png_structp, png_const_charp) {}
 
 // Returns false on a libpng error (message in err).
-bool write_impl(std::FILE* f, const uint8_t* pixels, png_uint_32 w, png_uint_32 h, png_text* texts,
-                int ntext, char* err) {
+// Appends libpng's output to the std::string given as io pointer (encode_png). A throwing
+// append cannot unwind through libpng, so allocation failure becomes a libpng error.
+void write_to_string(png_structp png, png_bytep data, png_size_t n) {
+  auto* out = static_cast<std::string*>(png_get_io_ptr(png));
+  try {
+    out->append(reinterpret_cast<const char*>(data), n);
+  } catch (...) {
+    png_error(png, "out of memory");
+  }
+}
+void flush_nothing(png_structp) {}
+
+// Writes to `f`, or into *mem when mem is given. Returns false on a libpng error (message in
+// err).
+bool write_impl(std::FILE* f, std::string* mem, const uint8_t* pixels, png_uint_32 w,
+                png_uint_32 h, png_text* texts, int ntext, char* err) {
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, err, on_error, on_warning);
   if (!png) return false;
   png_infop info = png_create_info_struct(png);
@@ -39,7 +53,10 @@ bool write_impl(std::FILE* f, const uint8_t* pixels, png_uint_32 w, png_uint_32 
     png_destroy_write_struct(&png, info ? &info : nullptr);
     return false;
   }
-  png_init_io(png, f);
+  if (mem)
+    png_set_write_fn(png, mem, write_to_string, flush_nothing);
+  else
+    png_init_io(png, f);
   png_set_IHDR(png, info, w, h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   // ComfyUI saves with compress_level 4: a fair speed/size trade-off.
@@ -122,8 +139,9 @@ Result<FilePtr> open_file(const std::string& path, const char* mode) {
 
 }  // namespace
 
-Status write_png(const std::string& path, const Tensor& image_u8,
-                 const std::vector<PngText>& text) {
+// The image as [H, W, 3] and the tEXt entries in libpng's form (pointing into `text`).
+Result<Tensor> prepare_write(const Tensor& image_u8, const std::vector<PngText>& text,
+                             std::vector<png_text>& texts) {
   Tensor img = image_u8.ndim() == 4 && image_u8.size(0) == 1 ? image_u8.select(0, 0) : image_u8;
   if (img.ndim() != 3 || img.size(2) != 3 || img.dtype() != DType::kU8 || !img.is_contiguous() ||
       img.size(0) < 1 || img.size(1) < 1)
@@ -132,7 +150,7 @@ Status write_png(const std::string& path, const Tensor& image_u8,
   for (const auto& t : text)
     if (t.key.empty() || t.key.size() > 79)
       return invalid_argument("PNG text keyword must have 1..79 characters");
-  std::vector<png_text> texts(text.size());
+  texts.resize(text.size());
   for (size_t i = 0; i < text.size(); ++i) {
     std::memset(&texts[i], 0, sizeof(png_text));
     texts[i].compression = PNG_TEXT_COMPRESSION_NONE;
@@ -140,9 +158,27 @@ Status write_png(const std::string& path, const Tensor& image_u8,
     texts[i].text = const_cast<char*>(text[i].value.c_str());
     texts[i].text_length = text[i].value.size();
   }
+  return img;
+}
+
+Result<std::string> encode_png(const Tensor& image_u8, const std::vector<PngText>& text) {
+  std::vector<png_text> texts;
+  SD35_ASSIGN_OR_RETURN(Tensor img, prepare_write(image_u8, text, texts));
+  std::string out;
+  char err[256] = "libpng error";
+  if (!write_impl(nullptr, &out, img.data_as<const uint8_t>(), png_uint_32(img.size(1)),
+                  png_uint_32(img.size(0)), texts.data(), int(texts.size()), err))
+    return internal_error(std::string("encoding PNG: ") + err);
+  return out;
+}
+
+Status write_png(const std::string& path, const Tensor& image_u8,
+                 const std::vector<PngText>& text) {
+  std::vector<png_text> texts;
+  SD35_ASSIGN_OR_RETURN(Tensor img, prepare_write(image_u8, text, texts));
   SD35_ASSIGN_OR_RETURN(FilePtr f, open_file(path, "wb"));
   char err[256] = "libpng error";
-  if (!write_impl(f.get(), img.data_as<const uint8_t>(), png_uint_32(img.size(1)),
+  if (!write_impl(f.get(), nullptr, img.data_as<const uint8_t>(), png_uint_32(img.size(1)),
                   png_uint_32(img.size(0)), texts.data(), int(texts.size()), err))
     return io_error("writing " + path + ": " + err);
   if (std::fflush(f.get()) != 0 || std::ferror(f.get()))

@@ -19,6 +19,8 @@ struct PngText {
 // Writes uint8 [H, W, 3] (or [1, H, W, 3]) RGB. Errors: wrong shape/dtype, I/O.
 Status write_png(const std::string& path, const Tensor& image_u8,
                  const std::vector<PngText>& text = {});
+// The same PNG bytes in memory (the HTTP server's base64 images).
+Result<std::string> encode_png(const Tensor& image_u8, const std::vector<PngText>& text = {});
 // Reads any PNG (gray, palette, alpha, 16-bit) as 8-bit RGB uint8 [H, W, 3]; alpha is
 // dropped as ComfyUI's LoadImage does for the IMAGE output.
 Result<Tensor> read_png(const std::string& path);

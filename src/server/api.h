@@ -1,0 +1,131 @@
+// The comfyui-api routes (reference/comfyui-api-contract.md §2–§11) on top of the job queue
+// and one Engine: /health, /ready, /models, /prompt, /workflow/sd3.5-medium/txt2img (and
+// /workflow/txt2img), /interrupt. Every response is JSON, carries X-Request-ID and is logged
+// as one JSON line.
+//
+// Split over two files: api.cpp (routing, auth, probes, request parsing) and
+// api_jobs.cpp (graph → validated plan → queued job → response with base64 PNGs, warm-up).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "pipeline/conditioning.h"
+#include "pipeline/engine.h"
+#include "server/config.h"
+#include "server/http_server.h"
+#include "server/log.h"
+#include "server/txt2img.h"
+#include "service/job_queue.h"
+#include "service/workflow/plan.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace sd35::server {
+
+struct JobOutput;  // api_jobs.cpp
+
+// An error answer: HTTP status, JSON body, extra headers (Retry-After).
+struct ApiError {
+  ApiError(unsigned s, nlohmann::json b,
+           std::vector<std::pair<std::string, std::string>> h = {})
+      : status(s), body(std::move(b)), headers(std::move(h)) {}
+  unsigned status = 400;
+  nlohmann::json body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+class Api {
+ public:
+  // `io` runs response building (PNG encoding) off the job worker.
+  Api(const ServerConfig& config, const Logger& log, boost::asio::io_context& io);
+
+  // The engine and the model files it was loaded from (a graph naming others is refused).
+  void set_engine(std::unique_ptr<Engine> engine, const workflow::Plan& loaded_from);
+  // Warm-up done: /health 200, /ready 200 (unless full or draining).
+  void set_warm() { warm_ = true; }
+  // SIGTERM: /ready 503 and new jobs 503 at once.
+  void begin_drain() { draining_ = true; }
+  service::JobQueue& queue() { return queue_; }
+  // Accepted requests whose response has not been handed to the transport yet.
+  int pending_replies() const { return pending_.load(); }
+
+  void handle(Request&& request, Reply reply);
+  Response transport_error(const Request& headers, http::status status, const std::string& why);
+
+  // Runs a graph (API format, or {"prompt": graph}) through the queue and waits: the warm-up.
+  // Returns the reason on failure.
+  Status run_blocking(const std::string& graph_text, const std::string& id);
+
+  static std::string version();
+
+ private:
+  // One request in flight: ids, timing, the reply (answered once).
+  struct Call {
+    Reply reply;
+    std::string method, path, request_id, job_id;
+    unsigned version = 11;
+    service::Clock::time_point start;
+    std::atomic<bool> answered{false};
+  };
+  void route(const std::shared_ptr<Call>& call, Request& request);
+  void respond(const std::shared_ptr<Call>& call, unsigned status, const nlohmann::json& body,
+               const std::vector<std::pair<std::string, std::string>>& headers = {});
+  void respond(const std::shared_ptr<Call>& call, const ApiError& error) {
+    respond(call, error.status, error.body, error.headers);
+  }
+  bool authorized(const Request& request) const;
+
+  void handle_prompt(const std::shared_ptr<Call>& call, const nlohmann::json& body);
+  void handle_workflow(const std::shared_ptr<Call>& call, const nlohmann::json& body);
+  void handle_interrupt(const std::shared_ptr<Call>& call, const nlohmann::json& body);
+  nlohmann::json models_listing() const;
+
+  // api_jobs.cpp. `input` (template requests) is echoed as the resolved input.
+  struct Submission {
+    nlohmann::json graph;  // the client's graph
+    std::string id;
+    nlohmann::json echo;   // request fields echoed in the response
+    const WorkflowTemplate* tmpl = nullptr;
+    nlohmann::json input;  // resolved template input (with the seed used)
+  };
+  void submit(const std::shared_ptr<Call>& call, Submission submission);
+  // Validation shared by HTTP requests and the warm-up: the rewritten graph and its plan.
+  std::optional<ApiError> prepare(const Submission& s, nlohmann::json* rewritten,
+                                  workflow::Plan* plan) const;
+  std::optional<ApiError> check_models(const workflow::Plan& plan) const;
+  // The response of a finished job (on an I/O thread).
+  void finish(const std::shared_ptr<Call>& call, const JobOutput& out,
+              const Submission& submission, const nlohmann::json& rewritten,
+              double preprocess_ms, service::Clock::time_point t_submit,
+              const service::JobInfo& info);
+  service::JobFunction make_job(std::shared_ptr<const workflow::Plan> plan,
+                                std::shared_ptr<JobOutput> out) const;
+  ApiError queue_refusal(service::SubmitOutcome outcome, const std::string& id) const;
+
+  const ServerConfig& config_;
+  const Logger& log_;
+  boost::asio::io_context& io_;
+  service::JobQueue queue_;
+  WorkflowTemplate txt2img_;
+  workflow::WorkflowOptions workflow_options_;
+  std::shared_ptr<const Engine> engine_;  // written once before engine_ready_ is set
+  std::atomic<bool> engine_ready_{false};
+  std::string loaded_checkpoint_;              // canonical path
+  std::multiset<std::string> loaded_encoders_;  // canonical paths
+  std::unique_ptr<PromptCache> prompt_cache_;
+  std::atomic<bool> warm_{false};
+  std::atomic<bool> draining_{false};
+  std::atomic<int> pending_{0};
+};
+
+}  // namespace sd35::server

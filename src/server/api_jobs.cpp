@@ -1,0 +1,349 @@
+// A graph's way through the server: validation (before any work; errors name node and
+// input, ComfyUI's node_errors shape), the model check, the queue, the job on the engine, and
+// the comfyui-api response (base64 PNGs, "<id>_ComfyUI_00001_.png" names, stats).
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <future>
+#include <map>
+
+#include "io/png.h"
+#include "server/api.h"
+#include "server/util.h"
+#include "service/media/base64.h"
+
+namespace sd35::server {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using service::Clock;
+using service::JobInfo;
+using service::JobState;
+using service::SubmitOutcome;
+
+// What a job leaves for its response.
+struct JobOutput {
+  std::vector<workflow::SavedImage> saved;
+  Timings timings;
+  double execute_ms = 0;  // execute_plan wall time (the engine's share of the request)
+};
+
+namespace {
+
+json error_body(const std::string& message, const std::string& location) {
+  return {{"error", message}, {"location", location}};
+}
+
+// ComfyUI's /prompt error: node_errors keyed by node id, each with errors[] of
+// {type, message, details, extra_info}. "error"/"location" as comfyui-api's own 400s.
+json node_error_body(const workflow::WorkflowError& e, const std::string& location) {
+  json body = {{"error", e.to_string()}, {"location", location}, {"node_errors", json::object()}};
+  if (e.node_id.empty()) return body;
+  const bool unknown_class = e.input.empty() && e.message.rfind("unknown class_type", 0) == 0;
+  json err = {{"type", unknown_class ? "missing_node_type"
+                       : e.input.empty() ? "invalid_node"
+                                         : "invalid_input"},
+              {"message", e.message},
+              {"details", e.input.empty() ? e.message : e.input + ": " + e.message},
+              {"extra_info", e.input.empty() ? json::object() : json{{"input_name", e.input}}}};
+  body["node_errors"][e.node_id] = {
+      {"errors", json::array({err})}, {"dependent_outputs", json::array()}, {"class_type", e.class_type}};
+  return body;
+}
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+// Epoch milliseconds of a steady-clock instant (stats.comfy_execution.start/end).
+int64_t epoch_ms(Clock::time_point t) {
+  const auto sys_now = std::chrono::system_clock::now();
+  const auto steady_now = Clock::now();
+  const auto sys = sys_now - std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                 steady_now - t);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(sys.time_since_epoch()).count();
+}
+
+double round1(double v) { return std::round(v * 10) / 10; }
+
+}  // namespace
+
+std::optional<ApiError> Api::check_models(const workflow::Plan& plan) const {
+  // The engine holds one model set; a graph naming another would silently run the loaded one.
+  std::error_code ec;
+  auto node_input_of = [&](const std::string& path, std::string* node, std::string* input,
+                           std::string* cls) {
+    for (const auto& n : plan.nodes) {
+      if (auto* c = std::get_if<workflow::CheckpointLoaderOp>(&n.op); c && c->path == path) {
+        *node = n.id, *input = "ckpt_name", *cls = n.class_type;
+        return;
+      }
+      if (auto* c = std::get_if<workflow::ClipLoaderOp>(&n.op))
+        for (size_t i = 0; i < c->paths.size(); ++i)
+          if (c->paths[i] == path) {
+            *node = n.id, *cls = n.class_type;
+            *input = n.class_type == "CLIPLoader" ? "clip_name" : "clip_name" + std::to_string(i + 1);
+            return;
+          }
+    }
+  };
+  auto refuse = [&](const std::string& path, const std::string& why) {
+    workflow::WorkflowError e;
+    node_input_of(path, &e.node_id, &e.input, &e.class_type);
+    e.message = why;
+    return ApiError{400, node_error_body(e, e.node_id.empty() ? "prompt"
+                                                              : "prompt." + e.node_id + ".inputs." + e.input)};
+  };
+  if (!plan.checkpoint.empty() &&
+      fs::weakly_canonical(plan.checkpoint, ec).string() != loaded_checkpoint_)
+    return refuse(plan.checkpoint, "this server has " + fs::path(loaded_checkpoint_).filename().string() +
+                                       " loaded; " + fs::path(plan.checkpoint).filename().string() +
+                                       " is not available (one model set per server)");
+  std::multiset<std::string> encoders;
+  for (const auto& p : plan.text_encoders) encoders.insert(fs::weakly_canonical(p, ec).string());
+  if (encoders != loaded_encoders_) {
+    std::string loaded;
+    for (const auto& p : loaded_encoders_)
+      loaded += (loaded.empty() ? "" : ", ") + fs::path(p).filename().string();
+    for (const auto& p : plan.text_encoders)
+      if (!loaded_encoders_.count(fs::weakly_canonical(p, ec).string()))
+        return refuse(p, "text encoder " + fs::path(p).filename().string() +
+                             " is not loaded by this server (loaded: " + loaded + ")");
+    workflow::WorkflowError e{"", "", "", "the graph must load the text encoders this server has loaded: " + loaded};
+    return ApiError{400, node_error_body(e, "prompt")};
+  }
+  return std::nullopt;
+}
+
+std::optional<ApiError> Api::prepare(const Submission& s, json* rewritten,
+                                     workflow::Plan* plan) const {
+  // comfyui-api's exact message for a graph without an output node.
+  bool has_output = false;
+  for (auto it = s.graph.begin(); it != s.graph.end(); ++it)
+    if (it->is_object() && it->contains("inputs") && (*it)["inputs"].is_object() &&
+        (*it)["inputs"].contains("filename_prefix") && (*it)["inputs"]["filename_prefix"].is_string())
+      has_output = true;
+  if (!has_output)
+    return ApiError{400, error_body("Prompt must contain a node with a \"filename_prefix\" input, "
+                                    "such as \"SaveImage\"",
+                                    "prompt")};
+  // PREPEND_FILENAMES (comfyui-api's default): every prefix becomes "<id>_<prefix>".
+  *rewritten = s.graph;
+  for (auto it = rewritten->begin(); it != rewritten->end(); ++it)
+    if (it->is_object() && it->contains("inputs") && (*it)["inputs"].is_object() &&
+        (*it)["inputs"].contains("filename_prefix") && (*it)["inputs"]["filename_prefix"].is_string())
+      (*it)["inputs"]["filename_prefix"] =
+          s.id + "_" + (*it)["inputs"]["filename_prefix"].get<std::string>();
+
+  workflow::WorkflowError err;
+  auto parsed = workflow::parse_workflow(rewritten->dump(), workflow_options_, &err);
+  if (!parsed.ok()) {
+    // Template requests: name the field the client sent, not the graph node it went into.
+    if (s.tmpl) {
+      const std::string field = field_for(*s.tmpl, err.node_id, err.input);
+      if (!field.empty())
+        return ApiError{400, error_body("input." + field + ": " + err.message, "input." + field)};
+    }
+    std::string location = "prompt";
+    if (!err.node_id.empty()) location += "." + err.node_id;
+    if (!err.input.empty()) location += ".inputs." + err.input;
+    return ApiError{400, node_error_body(err, location)};
+  }
+  if (auto e = check_models(*parsed)) {
+    if (s.tmpl && e->body.contains("location") &&
+        e->body["location"] == "prompt.4.inputs.ckpt_name")
+      return ApiError{400, error_body("input.checkpoint: " + e->body["error"].get<std::string>(),
+                                      "input.checkpoint")};
+    return e;
+  }
+  *plan = std::move(*parsed);
+  return std::nullopt;
+}
+
+service::JobFunction Api::make_job(std::shared_ptr<const workflow::Plan> plan,
+                                   std::shared_ptr<JobOutput> out) const {
+  std::shared_ptr<const Engine> engine = engine_;
+  PromptCache* cache = prompt_cache_.get();
+  const Logger* log = &log_;
+  return [engine, plan, out, cache, log](service::JobControl& control) -> Status {
+    auto ws_or = engine->make_workspace(cache);
+    if (!ws_or.ok()) return ws_or.status();
+    std::unique_ptr<Workspace> ws = std::move(*ws_or);
+    Workspace* w = ws.get();
+    control.on_cancel([w] { w->cancel = true; });
+    // The workspace dies with this frame (also if execute_plan throws): no cancel may reach
+    // it afterwards.
+    struct Unhook {
+      service::JobControl& c;
+      ~Unhook() { c.on_cancel(nullptr); }
+    } unhook{control};
+    if (log->enabled(LogLevel::kDebug))
+      w->progress = [log](int step, int total) {
+        log->debug("progress", {{"step", step}, {"total", total}});
+      };
+    const auto t0 = Clock::now();
+    auto saved = workflow::execute_plan(*plan, *engine, *w);
+    out->execute_ms = ms_since(t0);
+    out->timings = w->timings;
+    if (!saved.ok()) return saved.status();
+    out->saved = std::move(*saved);
+    return ok_status();
+  };
+}
+
+ApiError Api::queue_refusal(SubmitOutcome outcome, const std::string& id) const {
+  switch (outcome) {
+    case SubmitOutcome::kQueueFull: {
+      // A hint from recent jobs: the whole queue's expected time, at least a second.
+      const double est_s = queue_.average_run_ms() / 1000.0 * double(queue_.depth());
+      const int retry = std::max(1, int(std::ceil(est_s)));
+      return ApiError{429,
+                      error_body("queue full: " + std::to_string(queue_.depth()) +
+                                     " jobs waiting or running (MAX_QUEUE_DEPTH " +
+                                     std::to_string(queue_.max_depth()) + ")",
+                                 "queue"),
+                      {{"Retry-After", std::to_string(retry)}}};
+    }
+    case SubmitOutcome::kDraining:
+      return ApiError{503, error_body("the server is shutting down", "server")};
+    case SubmitOutcome::kDuplicateId:
+      return ApiError{409, error_body("a job with id " + id + " is already queued or running", "id")};
+    case SubmitOutcome::kAccepted: break;
+  }
+  return ApiError{500, error_body("unexpected queue state", "server")};
+}
+
+void Api::submit(const std::shared_ptr<Call>& call, Submission s) {
+  call->job_id = s.id;
+  if (!engine_ready_.load())
+    return respond(call, 503, error_body("the model is still loading", "server"),
+                   {{"Retry-After", "5"}});
+  if (draining_.load()) return respond(call, queue_refusal(SubmitOutcome::kDraining, s.id));
+  const auto t_received = call->start;
+  json rewritten;
+  workflow::Plan plan;
+  if (auto e = prepare(s, &rewritten, &plan)) return respond(call, *e);
+  // Full queues answer before the graph is copied anywhere.
+  if (queue_.full()) return respond(call, queue_refusal(SubmitOutcome::kQueueFull, s.id));
+
+  auto out = std::make_shared<JobOutput>();
+  auto plan_ptr = std::make_shared<const workflow::Plan>(std::move(plan));
+  const double preprocess_ms = ms_since(t_received);
+  const auto t_submit = Clock::now();
+  auto state = std::make_shared<Submission>(std::move(s));
+  auto graph = std::make_shared<json>(std::move(rewritten));
+  ++pending_;
+  // Runs on the worker thread: hand the response building (PNG, base64) to the I/O threads so
+  // the engine can start the next job at once.
+  auto done = [this, call, out, state, graph, preprocess_ms, t_submit](const JobInfo& info) {
+    boost::asio::post(io_, [this, call, out, state, graph, preprocess_ms, t_submit, info] {
+      struct Release {
+        std::atomic<int>& n;
+        ~Release() { --n; }
+      } release{pending_};
+      try {
+        finish(call, *out, *state, *graph, preprocess_ms, t_submit, info);
+      } catch (const std::exception& e) {
+        respond(call, 500, {{"id", state->id}, {"error", std::string("internal error: ") + e.what()}});
+      }
+    });
+  };
+  const SubmitOutcome outcome = queue_.submit(state->id, make_job(plan_ptr, out), done);
+  if (outcome != SubmitOutcome::kAccepted) {
+    --pending_;
+    return respond(call, queue_refusal(outcome, state->id));
+  }
+  log_.debug("queued", {{"id", state->id}, {"request_id", call->request_id}, {"depth", queue_.depth()}});
+}
+
+void Api::finish(const std::shared_ptr<Call>& call, const JobOutput& result,
+                 const Submission& submission, const json& rewritten, double preprocess_ms,
+                 Clock::time_point t_submit, const JobInfo& info) {
+  if (info.state == JobState::kInterrupted)
+    return respond(call, 500,
+                   {{"id", submission.id}, {"status", "interrupted"},
+                    {"error", "Prompt execution interrupted"}});
+  if (info.state != JobState::kSucceeded) {
+    const StatusCode c = info.status.code();
+    const bool client_fault = c == StatusCode::kInvalidArgument || c == StatusCode::kNotFound ||
+                              c == StatusCode::kUnsupported;
+    return respond(call, client_fault ? 400 : 500,
+                   {{"id", submission.id}, {"status", "failed"},
+                    {"error", "Prompt execution failed: " + info.status.message()}});
+  }
+  const auto t_post = Clock::now();
+  json body = submission.echo;
+  body["id"] = submission.id;
+  body["prompt"] = rewritten;
+  json images = json::array(), filenames = json::array();
+  const std::string prompt_text = rewritten.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::map<std::string, int> counters;
+  for (const auto& s : result.saved)
+    for (int64_t b = 0; b < s.images.size(0); ++b) {
+      auto png = encode_png(s.images.select(0, b), {{"prompt", prompt_text}});
+      if (!png.ok())
+        return respond(call, 500, {{"id", submission.id}, {"error", png.status().to_string()}});
+      char num[16];
+      std::snprintf(num, sizeof num, "_%05d_", ++counters[s.filename_prefix]);
+      images.push_back(media::base64_encode(*png));  // comfyui-api: standard, padded
+      filenames.push_back(s.filename_prefix + num + ".png");
+    }
+  body["images"] = std::move(images);
+  body["filenames"] = std::move(filenames);
+  const double post_ms = ms_since(t_post);
+  const Timings& t = result.timings;
+  body["stats"] = {
+      {"comfy_execution",
+       {{"start", epoch_ms(info.started)},
+        {"end", epoch_ms(info.finished)},
+        {"duration", round1(info.run_ms())},
+        {"nodes", json::object()}}},
+      {"preprocess_time", round1(preprocess_ms)},
+      {"comfy_round_trip_time", round1(std::chrono::duration<double, std::milli>(
+                                           info.finished - t_submit).count())},
+      {"postprocess_time", round1(post_ms)},
+      {"upload_time", 0},
+      {"total_time", round1(ms_since(call->start))},
+      // sd35 additions: where the time went.
+      {"queue_time", round1(info.queue_ms())},
+      {"engine",
+       {{"execute_ms", round1(result.execute_ms)},
+        {"encode_prompt_ms", round1(t.encode_prompt_s * 1000)},
+        {"sample_ms", round1(t.sample_s * 1000)},
+        {"vae_decode_ms", round1(t.vae_decode_s * 1000)},
+        {"model_calls", t.model_calls}}}};
+  if (submission.tmpl) body["input"] = submission.input;
+  respond(call, 200, body);
+}
+
+Status Api::run_blocking(const std::string& graph_text, const std::string& id) {
+  Submission s;
+  s.id = id;
+  s.graph = json::parse(graph_text, nullptr, false);
+  if (s.graph.is_discarded()) return invalid_argument("the graph is not valid JSON");
+  if (s.graph.is_object() && s.graph.contains("prompt") && s.graph["prompt"].is_object() &&
+      !s.graph["prompt"].contains("class_type"))
+    s.graph = json(s.graph["prompt"]);
+  if (!s.graph.is_object()) return invalid_argument("the graph must be a JSON object");
+  json rewritten;
+  workflow::Plan plan;
+  if (auto e = prepare(s, &rewritten, &plan)) return invalid_argument(e->body.dump());
+  auto out = std::make_shared<JobOutput>();
+  std::promise<JobInfo> finished;
+  auto future = finished.get_future();
+  const auto outcome = queue_.submit(
+      id, make_job(std::make_shared<const workflow::Plan>(std::move(plan)), out),
+      [&finished](const JobInfo& info) { finished.set_value(info); });
+  if (outcome != SubmitOutcome::kAccepted) return unsupported(queue_refusal(outcome, id).body.dump());
+  const JobInfo info = future.get();
+  if (info.state != JobState::kSucceeded) return info.status;
+  size_t images = 0;
+  for (const auto& sv : out->saved) images += size_t(sv.images.size(0));
+  if (images == 0) return internal_error("the graph produced no image");
+  log_.info("warm-up done", {{"id", id}, {"ms", round1(info.run_ms())}, {"images", images}});
+  return ok_status();
+}
+
+}  // namespace sd35::server

@@ -1,0 +1,69 @@
+#include "server/config.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#ifndef SD35_DEMO_MODEL_DIR
+#define SD35_DEMO_MODEL_DIR ""
+#endif
+
+namespace sd35::server {
+
+bool parse_config(int argc, char** argv, ServerConfig* c, int* exit_code) {
+  CLI::App app{"sd35-server: Stable Diffusion 3.5 Medium over HTTP (the comfyui-api contract)"};
+  std::string log_level = "info";
+  c->demo_model_dir = SD35_DEMO_MODEL_DIR;
+  app.add_option("--port", c->port, "port (0: any free one)")
+      ->envname("PORT")
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--host", c->host, "bind address; '::' listens on IPv6 and IPv4")
+      ->envname("HOST");
+  app.add_option("--model-dir", c->model_dir, "models folder (checkpoints/, text_encoders/)")
+      ->envname("MODEL_DIR");
+  app.add_option("--max-queue-depth", c->max_queue_depth,
+                 "jobs waiting + running before 429 (0: unlimited)")
+      ->envname("MAX_QUEUE_DEPTH")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-body-size-mb", c->max_body_size_mb, "request body limit (MB)")
+      ->envname("MAX_BODY_SIZE_MB")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--api-key", c->api_key,
+                 "require this key (Authorization: Bearer, X-API-Key or Salad-Api-Key)")
+      ->envname("API_KEY");
+  app.add_option("--log-level", log_level, "debug, info, warn, error")->envname("LOG_LEVEL");
+  app.add_option("--warmup-prompt-file", c->warmup_prompt_file,
+                 "a graph (API format) run before /health reports healthy")
+      ->envname("WARMUP_PROMPT_FILE");
+  app.add_option("--drain-timeout-s", c->drain_timeout_s,
+                 "on SIGTERM, seconds queued and running jobs may take to finish")
+      ->envname("DRAIN_TIMEOUT_S")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--http-threads", c->http_threads, "HTTP I/O threads")
+      ->envname("HTTP_THREADS")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--backend", c->backend, "auto, cpu or cuda")
+      ->envname("BACKEND")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda", "reference"}));
+  app.add_option("--compute", c->compute, "f32 or bf16 (default: the backend's fast mode)")
+      ->envname("COMPUTE");
+  app.add_option("--threads", c->threads, "engine CPU threads (0: all)")->envname("THREADS");
+  app.add_flag("--demo", c->demo,
+               "serve the tiny random test model (tests/data/tiny-a): images are noise");
+  app.add_option("--demo-model", c->demo_model_dir, "the tiny-a folder for --demo")
+      ->envname("SD35_DEMO_MODEL");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    *exit_code = app.exit(e);
+    return false;
+  }
+  if (!parse_log_level(log_level, &c->log_level)) {
+    std::fprintf(stderr, "LOG_LEVEL must be debug, info, warn or error, got '%s'\n",
+                 log_level.c_str());
+    *exit_code = 2;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace sd35::server

@@ -1,0 +1,33 @@
+// sd35-server settings: every flag has an environment variable, and the command line wins
+// (SPEC-api.md §1). Names follow comfyui-api's variables where one exists.
+#pragma once
+
+#include <string>
+
+#include "server/log.h"
+
+namespace sd35::server {
+
+struct ServerConfig {
+  int port = 3000;                   // PORT (0: any free port, logged at start-up)
+  std::string host = "::";           // HOST; "::" is dual-stack, 0.0.0.0 used without IPv6
+  std::string model_dir = "./models";  // MODEL_DIR, ComfyUI layout
+  int max_queue_depth = 0;           // MAX_QUEUE_DEPTH: waiting + running jobs; 0 unlimited
+  double max_body_size_mb = 100;     // MAX_BODY_SIZE_MB
+  std::string api_key;               // API_KEY: when set, required on every route but probes
+  LogLevel log_level = LogLevel::kInfo;  // LOG_LEVEL
+  std::string warmup_prompt_file;    // WARMUP_PROMPT_FILE: a graph run before /health is 200
+  double drain_timeout_s = 60;       // DRAIN_TIMEOUT_S: how long SIGTERM waits for jobs
+  int http_threads = 2;              // HTTP_THREADS: I/O threads (jobs run on their own one)
+  std::string backend = "auto";      // BACKEND: auto (cuda when usable, else cpu), cpu, cuda
+  std::string compute;               // COMPUTE: f32 / bf16; empty: the backend's fast mode
+  int threads = 0;                   // THREADS: CPU threads of the engine; 0: all
+  bool demo = false;                 // --demo: the tiny random model of tests/data/tiny-a
+  std::string demo_model_dir;        // SD35_DEMO_MODEL: where tiny-a lives (default: source)
+};
+
+// Parses flags and environment. Returns false after printing help or an error; *exit_code is
+// then what main should return.
+bool parse_config(int argc, char** argv, ServerConfig* config, int* exit_code);
+
+}  // namespace sd35::server
