@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "backend/cuda/cuda_backend.h"
 #include "backend/make_backend.h"
 #include "pipeline/engine.h"
 #include "server/api.h"
@@ -174,7 +175,21 @@ int run(int argc, char** argv) {
   eo.models = plan->engine_models();
   eo.backend = choose_backend(config.backend);
   eo.threads = config.threads;
-  if (eo.backend == "cuda") eo.compute = DType::kBF16;  // the GPU's fast mode, as the CLI
+  if (eo.backend == "cuda") {
+    eo.compute = DType::kBF16;  // the GPU's fast mode, as the CLI
+    // Operators see which card, driver and memory a replica got before the weights load (a
+    // card too small for the model is refused by Engine::load with the numbers).
+    auto info = cuda_device_info(eo.device);
+    if (info.ok()) {
+      log.info("gpu", {{"device", info->index},
+                       {"name", info->name},
+                       {"sm", std::to_string(info->sm_major) + "." + std::to_string(info->sm_minor)},
+                       {"driver_version", info->driver_version},
+                       {"runtime_version", info->runtime_version},
+                       {"total_gib", double(info->total_bytes) / double(1ull << 30)},
+                       {"free_gib", double(info->free_bytes) / double(1ull << 30)}});
+    }
+  }
   if (!config.compute.empty()) {
     auto d = compute_dtype_from_name(config.compute);
     if (!d.ok()) {
