@@ -44,10 +44,19 @@ std::string printable_name(std::string_view s) {
   return out + "'";
 }
 
-// nlohmann's parser and destructor recurse per nesting level; a header of 100 MB of '['
-// would overflow the stack. A valid header nests 3 deep ({name: {shape: [..]}}), so reject
-// anything deeper than a small bound before parsing.
-bool nesting_within(std::string_view s, int max_depth) {
+
+Status bad(std::string_view what, const std::string& msg) {
+  return data_loss(std::string(what) + ": " + msg);
+}
+
+Result<uint64_t> as_u64(const ordered_json& v) {
+  if (!v.is_number_unsigned()) return data_loss("not a non-negative integer");
+  return v.get<uint64_t>();
+}
+
+}  // namespace
+
+bool json_nesting_within(std::string_view s, int max_depth) {
   int depth = 0;
   bool in_string = false, escaped = false;
   for (char c : s) {
@@ -66,17 +75,6 @@ bool nesting_within(std::string_view s, int max_depth) {
   }
   return true;
 }
-
-Status bad(std::string_view what, const std::string& msg) {
-  return data_loss(std::string(what) + ": " + msg);
-}
-
-Result<uint64_t> as_u64(const ordered_json& v) {
-  if (!v.is_number_unsigned()) return data_loss("not a non-negative integer");
-  return v.get<uint64_t>();
-}
-
-}  // namespace
 
 std::string_view dtype_to_safetensors(DType t) {
   switch (t) {
@@ -121,7 +119,9 @@ Result<SafetensorsHeader> parse_safetensors_header(std::string_view bytes, uint6
 
   const std::string_view text = bytes.substr(8, n);
   if (text.front() != '{') return bad(what, "header is not a JSON object");
-  if (!nesting_within(text, 8)) return bad(what, "header JSON nests too deeply");
+  // A valid header nests 3 deep ({name: {shape: [..]}}): anything deeper is refused before
+  // the (recursive) parser sees it.
+  if (!json_nesting_within(text, 8)) return bad(what, "header JSON nests too deeply");
 
   // Duplicate keys would be merged silently by the parser; the callback sees every key and
   // rejects a repeat within the same object.

@@ -105,4 +105,10 @@ Status write_safetensors(const std::string& path,
 // The safetensors dtype string ("BF16", "F8_E4M3").
 std::string_view dtype_to_safetensors(DType t);
 
+// True when arrays and objects in `text` nest at most `max_depth` deep (strings skipped; the
+// text need not be valid JSON — the parser judges that). nlohmann's parser and destructor
+// recurse per level, so 100 MB of '[' would overflow the stack: callers parsing untrusted JSON
+// (safetensors headers, HTTP bodies) check this first.
+bool json_nesting_within(std::string_view text, int max_depth);
+
 }  // namespace sd35

@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 #include <filesystem>
 
+#include "io/safetensors.h"
 #include "server/util.h"
 
 #ifndef SD35_VERSION
@@ -75,28 +76,6 @@ json not_found_body(const std::string& method, const std::string& path) {
 std::string header_value(const Request& r, std::string_view name) {
   auto it = r.find(boost::beast::string_view(name.data(), name.size()));
   return it == r.end() ? std::string() : std::string(it->value().data(), it->value().size());
-}
-
-// True when arrays/objects nest deeper than `limit` (strings are skipped; the text need not be
-// valid JSON, the parser judges that).
-bool json_depth_exceeds(std::string_view text, int limit) {
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    if (c == '"') in_string = true;
-    else if (c == '[' || c == '{') {
-      if (++depth > limit) return true;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return false;
 }
 
 }  // namespace
@@ -205,7 +184,7 @@ void Api::route(const std::shared_ptr<Call>& call, Request& request) {
     return respond(call, 415,
                    error_body("Content-Type must be application/json, got '" + type + "'"));
   // Deeply nested JSON would overflow the stack of the (recursive) serializer later.
-  if (json_depth_exceeds(request.body(), 128))
+  if (!json_nesting_within(request.body(), 128))
     return respond(call, 400, error_body("the body nests JSON deeper than 128 levels", "body"));
   json body;
   try {
