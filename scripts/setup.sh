@@ -35,6 +35,13 @@ MEDIA_PACKAGES=(
 )
 PACKAGES+=("${MEDIA_PACKAGES[@]}")
 
+# /docs and its test: the Swagger UI page comes from npm (package.json), rendered in a
+# headless browser by tests/server.
+PACKAGES+=(chromium)
+# npm itself: Debian's nodejs + npm, unless a Node.js with npm is already installed (the
+# NodeSource nodejs package bundles npm and conflicts with Debian's npm package).
+if ! command -v npm >/dev/null 2>&1; then PACKAGES+=(nodejs npm); fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -46,6 +53,14 @@ if [ "${SD35_SKIP_APT:-0}" != 1 ] && [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# npm packages pinned by package-lock.json into ./node_modules; --ignore-scripts: none of them
+# needs an install script (swagger-ui-dist's is a telemetry ping).
+# The stamp skips the reinstall when the lock file did not change.
+if ! cmp -s package-lock.json node_modules/.sd35-installed-lock 2>/dev/null; then
+  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.sd35-installed-lock
 fi
 
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
