@@ -40,6 +40,12 @@ void JobControl::request_cancel() {
   if (hook_) hook_();
 }
 
+void JobControl::report_progress(int step, int total) {
+  step_ = step;
+  total_ = total;
+  if (progress_listener_) progress_listener_(step, total);
+}
+
 JobQueue::JobQueue(JobQueueOptions options) : options_(options) {
   worker_ = std::thread([this] { worker_loop(); });
 }
@@ -122,7 +128,12 @@ bool JobQueue::full() const {
 
 std::optional<JobInfo> JobQueue::find(const std::string& id) const {
   std::unique_lock lock(mu_);
-  if (running_ && running_->info.id == id) return running_->info;
+  if (running_ && running_->info.id == id) {
+    JobInfo info = running_->info;
+    info.progress_step = running_->control->progress_step();
+    info.progress_total = running_->control->progress_total();
+    return info;
+  }
   for (const auto& j : queue_)
     if (j->info.id == id) return j->info;
   auto it = history_.find(id);
@@ -175,6 +186,10 @@ void JobQueue::worker_loop() {
       job->info.started = Clock::now();
       running_ = job;
     }
+    if (options_.on_progress)
+      job->control->progress_listener_ = [this, id = job->info.id](int step, int total) {
+        options_.on_progress(id, step, total);
+      };
     Status st;
     try {
       st = job->fn(*job->control);
@@ -184,18 +199,17 @@ void JobQueue::worker_loop() {
     } catch (...) {
       st = internal_error("job threw an unknown exception");
     }
-    job->info.finished = Clock::now();
-    if (st.ok()) {
-      job->info.state = JobState::kSucceeded;
-    } else if (st.code() == StatusCode::kCancelled) {
-      job->info.state = JobState::kInterrupted;
-      st = interrupted();
-    } else {
-      job->info.state = JobState::kFailed;
-    }
-    job->info.status = st;
+    if (st.code() == StatusCode::kCancelled) st = interrupted();
     {
+      // Under the lock: find() reads running_->info concurrently.
       std::unique_lock lock(mu_);
+      job->info.finished = Clock::now();
+      job->info.progress_step = job->control->progress_step();
+      job->info.progress_total = job->control->progress_total();
+      job->info.state = st.ok()                               ? JobState::kSucceeded
+                        : st.code() == StatusCode::kCancelled ? JobState::kInterrupted
+                                                              : JobState::kFailed;
+      job->info.status = st;
       running_.reset();
       ++completing_;
       record_finished(job->info);

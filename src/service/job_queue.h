@@ -41,6 +41,8 @@ struct JobInfo {
   JobState state = JobState::kQueued;
   Status status;  // the job's error (kCancelled "interrupted" when interrupted)
   Clock::time_point submitted, started, finished;
+  // The last progress the job reported (sampler step of total steps; 0/0 before any).
+  int progress_step = 0, progress_total = 0;
   // Milliseconds spent waiting in the queue and running (0 while not known yet).
   double queue_ms() const;
   double run_ms() const;
@@ -55,10 +57,20 @@ class JobControl {
   void on_cancel(std::function<void()> hook);
   void request_cancel();
 
+  // Progress events: the job reports (step, total) as it goes (usually from the engine's
+  // per-step callback). Cheap and non-blocking for the job: two atomics and the queue's
+  // on_progress listener, if any.
+  void report_progress(int step, int total);
+  int progress_step() const { return step_.load(); }
+  int progress_total() const { return total_.load(); }
+
  private:
+  friend class JobQueue;
   std::mutex mu_;
   std::atomic<bool> cancelled_{false};
   std::function<void()> hook_;
+  std::atomic<int> step_{0}, total_{0};
+  std::function<void(int, int)> progress_listener_;  // set by the queue before the job runs
 };
 
 using JobFunction = std::function<Status(JobControl&)>;
@@ -70,6 +82,9 @@ struct JobQueueOptions {
   size_t max_depth = 0;  // waiting + running jobs; 0: unlimited
   std::chrono::seconds history_ttl{600};
   size_t max_history = 10000;  // finished jobs kept at most (oldest dropped first)
+  // Progress events of running jobs (id, step, total), called on the worker thread while the
+  // job runs: must be quick and must not call back into the queue's blocking functions.
+  std::function<void(const std::string& id, int step, int total)> on_progress;
 };
 
 class JobQueue {

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "service/job_queue.h"
@@ -289,6 +290,46 @@ TEST(JobQueue, DestructorCompletesQueuedJobs) {
   auto done = c.get();
   ASSERT_EQ(done.size(), 2u);
   for (const auto& info : done) EXPECT_EQ(info.state, JobState::kInterrupted);
+}
+
+// Progress events: the listener sees every report with the job's id, find() shows the last
+// report while the job runs, and the finished JobInfo keeps it.
+TEST(JobQueue, ProgressEventsReachTheListenerAndTheSnapshots) {
+  std::mutex mu;
+  std::vector<std::tuple<std::string, int, int>> events;
+  JobQueueOptions options;
+  options.on_progress = [&](const std::string& id, int step, int total) {
+    std::unique_lock l(mu);
+    events.emplace_back(id, step, total);
+  };
+  JobQueue q(options);
+  Completions c;
+  Gate reported, finish;
+  ASSERT_EQ(q.submit("p",
+                     [&](JobControl& control) {
+                       control.report_progress(1, 3);
+                       control.report_progress(2, 3);
+                       reported.open();
+                       finish.wait();
+                       control.report_progress(3, 3);
+                       return ok_status();
+                     },
+                     c.callback()),
+            SubmitOutcome::kAccepted);
+  reported.wait();
+  auto running = q.find("p");
+  ASSERT_TRUE(running.has_value());
+  EXPECT_EQ(running->state, JobState::kRunning);
+  EXPECT_EQ(running->progress_step, 2);
+  EXPECT_EQ(running->progress_total, 3);
+  finish.open();
+  ASSERT_TRUE(c.wait_for_count(1));
+  EXPECT_EQ(c.get()[0].progress_step, 3);
+  EXPECT_EQ(q.find("p")->progress_step, 3);
+  std::unique_lock l(mu);
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0], std::make_tuple(std::string("p"), 1, 3));
+  EXPECT_EQ(events[2], std::make_tuple(std::string("p"), 3, 3));
 }
 
 }  // namespace
