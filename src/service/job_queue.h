@@ -84,7 +84,7 @@ struct JobQueueOptions {
   size_t max_history = 10000;  // finished jobs kept at most (oldest dropped first)
   // Progress events of running jobs (id, step, total), called on the worker thread while the
   // job runs: must be quick and must not call back into the queue's blocking functions.
-  std::function<void(const std::string& id, int step, int total)> on_progress;
+  std::function<void(const std::string& id, int step, int total)> on_progress = nullptr;
 };
 
 class JobQueue {
