@@ -25,7 +25,7 @@ struct VAEOptions {
   DType compute = DType::kF32;  // kF32 (golden precision) or kBF16 (fast mode)
   // Checked before every ResNet block (a 1024² decode takes many seconds on a CPU): true
   // stops the call with a kCancelled Status. May be empty.
-  std::function<bool()> cancelled;
+  std::function<bool()> cancelled = nullptr;
 };
 
 struct VAETileOptions {
