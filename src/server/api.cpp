@@ -27,6 +27,7 @@ Api::Api(const ServerConfig& config, const Logger& log, boost::asio::io_context&
       queue_(service::JobQueueOptions{.max_depth = size_t(std::max(0, config.max_queue_depth))}),
       txt2img_(sd35_txt2img_template({})) {
   workflow_options_.models_dir = config.model_dir;
+  webhook_policy_.allow_private_addresses = config.allow_private_webhooks;
 }
 
 void Api::set_engine(std::unique_ptr<Engine> engine, const workflow::Plan& loaded_from) {
@@ -203,13 +204,16 @@ void Api::route(const std::shared_ptr<Call>& call, Request& request) {
 
 namespace {
 
-// Request fields of comfyui-api this slice does not implement yet. Refused with a clear 400:
-// silently dropping a webhook or an upload would lose the client's result.
+// Request fields of comfyui-api this server does not implement (storage uploads and download
+// credentials). Refused with a clear 400: comfyui-api silently drops the key of an
+// unconfigured provider, which loses the client's result.
 std::optional<ApiError> refuse_unsupported(const json& body) {
-  for (const char* key : {"webhook", "webhook_v2", "convert_output", "credentials", "s3",
-                          "hf_upload", "azure_blob_upload", "http_upload"})
+  for (const char* key : {"credentials", "s3", "hf_upload", "azure_blob_upload", "http_upload"})
     if (body.contains(key))
-      return ApiError{400, error_body(std::string(key) + " is not supported by this server yet",
+      return ApiError{400, error_body(std::string(key) +
+                                          " is not supported by this server (storage uploads "
+                                          "and download credentials are not implemented); use "
+                                          "webhook_v2 or the base64 images of the response",
                                       key)};
   return std::nullopt;
 }
@@ -238,9 +242,9 @@ void Api::handle_prompt(const std::shared_ptr<Call>& call, const json& body) {
   if (auto e = refuse_unsupported(body)) return respond(call, *e);
   Submission s;
   if (auto e = job_id(body, &s.id)) return respond(call, *e);
-  s.graph = body["prompt"];
   // Unknown top-level keys are dropped, not echoed (comfyui-api's schema strips them too).
-  s.echo = json::object();
+  if (auto e = parse_options(call, body, &s)) return respond(call, *e);
+  s.graph = body["prompt"];
   submit(call, std::move(s));
 }
 
@@ -251,12 +255,16 @@ void Api::handle_workflow(const std::shared_ptr<Call>& call, const json& body) {
                    {{"Retry-After", "5"}});
   if (auto e = refuse_unsupported(body)) return respond(call, *e);
   for (auto it = body.begin(); it != body.end(); ++it)
-    if (it.key() != "input" && it.key() != "id")
+    if (it.key() != "input" && it.key() != "id" && it.key() != "webhook" &&
+        it.key() != "webhook_v2" && it.key() != "convert_output")
       return respond(call, 400,
-                     error_body(it.key() + " is not a field of this endpoint (input, id)", it.key()));
+                     error_body(it.key() + " is not a field of this endpoint (input, id, webhook, "
+                                           "webhook_v2, convert_output)",
+                                it.key()));
   if (!body.contains("input")) return respond(call, 400, error_body("input is required", "input"));
   Submission s;
   if (auto e = job_id(body, &s.id)) return respond(call, *e);
+  if (auto e = parse_options(call, body, &s)) return respond(call, *e);
   TemplateError terr;
   auto graph = fill_template(txt2img_, body["input"], &s.input, &terr);
   if (!graph)
@@ -264,7 +272,6 @@ void Api::handle_workflow(const std::shared_ptr<Call>& call, const json& body) {
                    error_body(terr.message, terr.field.empty() ? "input" : "input." + terr.field));
   s.graph = std::move(*graph);
   s.tmpl = &txt2img_;
-  s.echo = json::object();
   submit(call, std::move(s));
 }
 

@@ -22,6 +22,7 @@
 #include "server/config.h"
 #include "server/http_server.h"
 #include "server/log.h"
+#include "server/outputs.h"
 #include "server/txt2img.h"
 #include "service/job_queue.h"
 #include "service/workflow/plan.h"
@@ -51,6 +52,8 @@ class Api {
 
   // The engine and the model files it was loaded from (a graph naming others is refused).
   void set_engine(std::unique_ptr<Engine> engine, const workflow::Plan& loaded_from);
+  // The webhook sender (owned by main, outlives the Api). Without one, webhook requests get 503.
+  void set_webhooks(media::WebhookSender* sender) { webhooks_ = sender; }
   // Warm-up done: /health 200, /ready 200 (unless full or draining).
   void set_warm() { warm_ = true; }
   // SIGTERM: /ready 503 and new jobs 503 at once.
@@ -97,7 +100,16 @@ class Api {
     nlohmann::json echo;   // request fields echoed in the response
     const WorkflowTemplate* tmpl = nullptr;
     nlohmann::json input;  // resolved template input (with the seed used)
+    RequestOptions options;  // convert_output, webhook, webhook_v2
+    std::string request_id;  // X-Request-ID, for the logs of webhook deliveries
   };
+  // Reads the output options (convert_output, webhook, webhook_v2) into s->options and s->echo;
+  // logs the convert_output options that are accepted but not applied.
+  std::optional<ApiError> parse_options(const std::shared_ptr<Call>& call,
+                                        const nlohmann::json& body, Submission* s) const;
+  // Hands deliveries to the webhook sender; a refusal (queue full) is logged with the ids.
+  void deliver(std::vector<media::WebhookDelivery> deliveries, const std::string& id,
+               const std::string& request_id) const;
   void submit(const std::shared_ptr<Call>& call, Submission submission);
   // Validation shared by HTTP requests and the warm-up: the rewritten graph and its plan.
   std::optional<ApiError> prepare(const Submission& s, nlohmann::json* rewritten,
@@ -113,6 +125,8 @@ class Api {
   ApiError queue_refusal(service::SubmitOutcome outcome, const std::string& id) const;
 
   const ServerConfig& config_;
+  media::WebhookSender* webhooks_ = nullptr;
+  media::NetPolicy webhook_policy_;
   const Logger& log_;
   boost::asio::io_context& io_;
   service::JobQueue queue_;

@@ -1,6 +1,7 @@
 // A graph's way through the server: validation (before any work; errors name node and
 // input, ComfyUI's node_errors shape), the model check, the queue, the job on the engine, and
-// the comfyui-api response (base64 PNGs, "<id>_ComfyUI_00001_.png" names, stats).
+// the comfyui-api response (base64 PNG/JPEG/WebP, "<id>_ComfyUI_00001_.png" names, stats), or
+// for webhook requests a 202 at once and the result as webhook deliveries (outputs.h).
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <cmath>
@@ -9,7 +10,6 @@
 #include <future>
 #include <map>
 
-#include "io/png.h"
 #include "server/api.h"
 #include "server/util.h"
 #include "service/media/base64.h"
@@ -129,13 +129,16 @@ std::optional<ApiError> Api::prepare(const Submission& s, json* rewritten,
     return ApiError{400, error_body("Prompt must contain a node with a \"filename_prefix\" input, "
                                     "such as \"SaveImage\"",
                                     "prompt")};
-  // PREPEND_FILENAMES (comfyui-api's default): every prefix becomes "<id>_<prefix>".
+  // PREPEND_FILENAMES (comfyui-api's default): every prefix becomes "<id>_<prefix>"; without
+  // it the prefix is replaced by "<id>" (comfyui-api's legacy naming).
   *rewritten = s.graph;
   for (auto it = rewritten->begin(); it != rewritten->end(); ++it)
     if (it->is_object() && it->contains("inputs") && (*it)["inputs"].is_object() &&
         (*it)["inputs"].contains("filename_prefix") && (*it)["inputs"]["filename_prefix"].is_string())
       (*it)["inputs"]["filename_prefix"] =
-          s.id + "_" + (*it)["inputs"]["filename_prefix"].get<std::string>();
+          config_.prepend_filenames
+              ? s.id + "_" + (*it)["inputs"]["filename_prefix"].get<std::string>()
+              : s.id;
 
   workflow::WorkflowError err;
   auto parsed = workflow::parse_workflow(rewritten->dump(), workflow_options_, &err);
@@ -215,12 +218,44 @@ ApiError Api::queue_refusal(SubmitOutcome outcome, const std::string& id) const 
   return ApiError{500, error_body("unexpected queue state", "server")};
 }
 
+std::optional<ApiError> Api::parse_options(const std::shared_ptr<Call>& call, const json& body,
+                                           Submission* s) const {
+  s->request_id = call->request_id;
+  s->echo = json::object();
+  if (auto e = parse_request_options(body, webhook_policy_, &s->options, &s->echo))
+    return ApiError{400, error_body(e->message, e->location)};
+  if (!s->options.convert.warnings.empty()) {
+    // Accepted for compatibility (comfyui-api took them), but the client should learn, from the
+    // operator's logs at least, that they changed nothing.
+    json warnings = s->options.convert.warnings;
+    log_.warn("convert_output options accepted but not applied",
+              {{"request_id", call->request_id}, {"id", s->id}, {"warnings", warnings}});
+  }
+  return std::nullopt;
+}
+
+void Api::deliver(std::vector<media::WebhookDelivery> deliveries, const std::string& id,
+                  const std::string& request_id) const {
+  for (auto& d : deliveries) {
+    const std::string event = d.event, url = d.url;
+    Status st = webhooks_ ? webhooks_->enqueue(std::move(d))
+                          : unsupported("no webhook sender configured");
+    // Never silently dropped: the result of an accepted job is lost, so say which one.
+    if (!st.ok())
+      log_.error("webhook not queued, result not delivered",
+                 {{"id", id}, {"request_id", request_id}, {"event", event}, {"url", url},
+                  {"error", st.to_string()}});
+  }
+}
+
 void Api::submit(const std::shared_ptr<Call>& call, Submission s) {
   call->job_id = s.id;
   if (!engine_ready_.load())
     return respond(call, 503, error_body("the model is still loading", "server"),
                    {{"Retry-After", "5"}});
   if (draining_.load()) return respond(call, queue_refusal(SubmitOutcome::kDraining, s.id));
+  if (s.options.async() && !webhooks_)
+    return respond(call, 503, error_body("webhooks are not available on this server", "server"));
   const auto t_received = call->start;
   json rewritten;
   workflow::Plan plan;
@@ -234,6 +269,16 @@ void Api::submit(const std::shared_ptr<Call>& call, Submission s) {
   const auto t_submit = Clock::now();
   auto state = std::make_shared<Submission>(std::move(s));
   auto graph = std::make_shared<json>(std::move(rewritten));
+  // The 202 of webhook requests (contract §2.3): the echo, status, id and the rewritten
+  // graph, built before the job may start (the job never writes the graph).
+  json accepted;
+  if (state->options.async()) {
+    accepted = state->echo;
+    accepted["status"] = "ok";
+    accepted["id"] = state->id;
+    accepted["prompt"] = *graph;
+    if (state->tmpl) accepted["input"] = state->input;
+  }
   ++pending_;
   // Runs on the worker thread: hand the response building (PNG, base64) to the I/O threads so
   // the engine can start the next job at once.
@@ -246,7 +291,11 @@ void Api::submit(const std::shared_ptr<Call>& call, Submission s) {
       try {
         finish(call, *out, *state, *graph, preprocess_ms, t_submit, info);
       } catch (const std::exception& e) {
-        respond(call, 500, {{"id", state->id}, {"error", std::string("internal error: ") + e.what()}});
+        const std::string why = std::string("internal error: ") + e.what();
+        if (state->options.async())
+          deliver(failure_deliveries(state->options, state->id, *graph, why, state->request_id),
+                  state->id, state->request_id);
+        respond(call, 500, {{"id", state->id}, {"error", why}});
       }
     });
   };
@@ -256,40 +305,58 @@ void Api::submit(const std::shared_ptr<Call>& call, Submission s) {
     return respond(call, queue_refusal(outcome, state->id));
   }
   log_.debug("queued", {{"id", state->id}, {"request_id", call->request_id}, {"depth", queue_.depth()}});
+  if (!state->options.webhook.empty())
+    log_.warn("webhook is deprecated in favour of webhook_v2 (signed, one call per job)",
+              {{"id", state->id}, {"request_id", call->request_id}});
+  if (state->options.async()) respond(call, 202, accepted);
 }
 
 void Api::finish(const std::shared_ptr<Call>& call, const JobOutput& result,
                  const Submission& submission, const json& rewritten, double preprocess_ms,
                  Clock::time_point t_submit, const JobInfo& info) {
+  const bool async = submission.options.async();
+  const std::string& id = submission.id;
+  // An async job's outcome has no HTTP reply left to carry it: one log line per job.
+  auto log_async = [&](LogLevel level, const std::string& outcome, const std::string& error) {
+    json f = {{"id", id}, {"request_id", submission.request_id}, {"state", outcome},
+              {"run_ms", round1(info.run_ms())}, {"total_ms", round1(ms_since(call->start))}};
+    if (!error.empty()) f["error"] = error;
+    log_.log(level, "job finished", f);
+  };
+  auto fail = [&](unsigned status, const std::string& state, const std::string& error) {
+    if (!async)
+      return respond(call, status, {{"id", id}, {"status", state}, {"error", error}});
+    log_async(status >= 500 && state != "interrupted" ? LogLevel::kError : LogLevel::kInfo, state,
+              error);
+    // "interrupted" goes out as prompt.failed too (SPEC-api §3: its webhook says so).
+    deliver(failure_deliveries(submission.options, id, rewritten, error, submission.request_id),
+            id, submission.request_id);
+  };
   if (info.state == JobState::kInterrupted)
-    return respond(call, 500,
-                   {{"id", submission.id}, {"status", "interrupted"},
-                    {"error", "Prompt execution interrupted"}});
+    return fail(500, "interrupted", "Prompt execution interrupted");
   if (info.state != JobState::kSucceeded) {
     const StatusCode c = info.status.code();
     const bool client_fault = c == StatusCode::kInvalidArgument || c == StatusCode::kNotFound ||
                               c == StatusCode::kUnsupported;
-    return respond(call, client_fault ? 400 : 500,
-                   {{"id", submission.id}, {"status", "failed"},
-                    {"error", "Prompt execution failed: " + info.status.message()}});
+    return fail(client_fault ? 400 : 500, "failed",
+                "Prompt execution failed: " + info.status.message());
   }
   const auto t_post = Clock::now();
   json body = submission.echo;
-  body["id"] = submission.id;
+  body["id"] = id;
   body["prompt"] = rewritten;
-  json images = json::array(), filenames = json::array();
   const std::string prompt_text = rewritten.dump(-1, ' ', false, json::error_handler_t::replace);
-  std::map<std::string, int> counters;
-  for (const auto& s : result.saved)
-    for (int64_t b = 0; b < s.images.size(0); ++b) {
-      auto png = encode_png(s.images.select(0, b), {{"prompt", prompt_text}});
-      if (!png.ok())
-        return respond(call, 500, {{"id", submission.id}, {"error", png.status().to_string()}});
-      char num[16];
-      std::snprintf(num, sizeof num, "_%05d_", ++counters[s.filename_prefix]);
-      images.push_back(media::base64_encode(*png));  // comfyui-api: standard, padded
-      filenames.push_back(s.filename_prefix + num + ".png");
-    }
+  std::vector<std::string> warnings;
+  auto encoded = encode_outputs(result.saved, submission.options.convert, prompt_text, &warnings);
+  if (!encoded.ok()) return fail(500, "failed", encoded.status().to_string());
+  if (!warnings.empty())
+    log_.warn("convert_output failed, PNG sent instead",
+              {{"id", id}, {"request_id", submission.request_id}, {"warnings", warnings}});
+  json images = json::array(), filenames = json::array();
+  for (auto& e : *encoded) {
+    images.push_back(std::move(e.base64));
+    filenames.push_back(std::move(e.filename));
+  }
   body["images"] = std::move(images);
   body["filenames"] = std::move(filenames);
   const double post_ms = ms_since(t_post);
@@ -315,7 +382,10 @@ void Api::finish(const std::shared_ptr<Call>& call, const JobOutput& result,
         {"vae_decode_ms", round1(t.vae_decode_s * 1000)},
         {"model_calls", t.model_calls}}}};
   if (submission.tmpl) body["input"] = submission.input;
-  respond(call, 200, body);
+  if (!async) return respond(call, 200, body);
+  log_async(LogLevel::kInfo, "succeeded", "");
+  deliver(completion_deliveries(submission.options, body, id, submission.request_id), id,
+          submission.request_id);
 }
 
 Status Api::run_blocking(const std::string& graph_text, const std::string& id) {

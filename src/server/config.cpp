@@ -47,6 +47,26 @@ bool parse_config(int argc, char** argv, ServerConfig* c, int* exit_code) {
   app.add_option("--compute", c->compute, "f32 or bf16 (default: the backend's fast mode)")
       ->envname("COMPUTE");
   app.add_option("--threads", c->threads, "engine CPU threads (0: all)")->envname("THREADS");
+  app.add_option("--webhook-secret", c->webhook_secret,
+                 "base64 key that signs webhook_v2 deliveries (Standard Webhooks; a whsec_ "
+                 "prefix is accepted); unset: an empty key")
+      ->envname("WEBHOOK_SECRET");
+  app.add_option("--prompt-webhook-retries", c->prompt_webhook_retries,
+                 "attempts per webhook delivery (a 2xx answer ends them)")
+      ->envname("PROMPT_WEBHOOK_RETRIES")
+      ->check(CLI::Range(1, 100));
+  app.add_option("--webhook-retry-delay-s", c->webhook_retry_delay_s,
+                 "seconds before the first webhook retry; doubles for each further one")
+      ->envname("WEBHOOK_RETRY_DELAY_S")
+      ->check(CLI::Range(0.0, 3600.0));
+  app.add_option("--allow-private-webhooks", c->allow_private_webhooks,
+                 "true: webhooks may target loopback, private and link-local addresses "
+                 "(in-cluster receivers, tests); false refuses them (SSRF protection)")
+      ->envname("ALLOW_PRIVATE_WEBHOOKS");
+  app.add_option("--prepend-filenames", c->prepend_filenames,
+                 "true: output files are named <id>_<filename_prefix>_00001_.png; false: "
+                 "<id>_00001_.png")
+      ->envname("PREPEND_FILENAMES");
   app.add_flag("--demo", c->demo,
                "serve the tiny random test model (tests/data/tiny-a): images are noise");
   app.add_option("--demo-model", c->demo_model_dir, "the tiny-a folder for --demo")

@@ -22,6 +22,12 @@ struct ServerConfig {
   std::string backend = "auto";      // BACKEND: auto (cuda when usable, else cpu), cpu, cuda
   std::string compute;               // COMPUTE: f32 / bf16; empty: the backend's fast mode
   int threads = 0;                   // THREADS: CPU threads of the engine; 0: all
+  // Webhooks and outputs (reference/comfyui-api-contract.md §4, §12).
+  std::string webhook_secret;        // WEBHOOK_SECRET: base64 Standard Webhooks key ("whsec_" ok)
+  int prompt_webhook_retries = 3;    // PROMPT_WEBHOOK_RETRIES: attempts per webhook (>= 1)
+  double webhook_retry_delay_s = 1;  // WEBHOOK_RETRY_DELAY_S: first retry delay, doubling
+  bool allow_private_webhooks = false;  // ALLOW_PRIVATE_WEBHOOKS: loopback/private targets ok
+  bool prepend_filenames = true;     // PREPEND_FILENAMES: "<id>_<prefix>" (false: "<id>")
   bool demo = false;                 // --demo: the tiny random model of tests/data/tiny-a
   std::string demo_model_dir;        // SD35_DEMO_MODEL: where tiny-a lives (default: source)
 };

@@ -7,7 +7,7 @@
 //   4. /health 200; serve until SIGTERM/SIGINT,
 //   5. drain: /ready 503 and new jobs 503 at once, queued and running jobs get
 //      DRAIN_TIMEOUT_S to finish (then are interrupted, so every client gets an answer),
-//      responses flushed, exit 0.
+//      responses flushed, webhooks flushed within what is left of DRAIN_TIMEOUT_S, exit 0.
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <cstdio>
@@ -26,6 +26,7 @@
 #include "server/log.h"
 #include "server/txt2img.h"
 #include "server/util.h"
+#include "service/media/webhook.h"
 #include "service/workflow/plan.h"
 
 namespace sd35::server {
@@ -60,6 +61,26 @@ Result<fs::path> make_demo_models(const fs::path& tiny) {
     if (ec) return io_error("cannot link " + (dir / to).string() + ": " + ec.message());
   }
   return dir;
+}
+
+// The one webhook sender of the server: its own delivery thread, so receivers never slow the
+// engine or the I/O threads. Its log lines go to the server's JSON log.
+Result<std::unique_ptr<media::WebhookSender>> make_webhook_sender(const ServerConfig& config,
+                                                                 const Logger& log) {
+  media::WebhookOptions o;
+  o.max_attempts = config.prompt_webhook_retries;
+  o.base_delay = std::chrono::milliseconds(int64_t(config.webhook_retry_delay_s * 1000));
+  o.max_delay = std::max(o.base_delay, o.max_delay);
+  o.net.allow_private_addresses = config.allow_private_webhooks;
+  o.secret = config.webhook_secret;
+  o.log = [&log](media::WebhookLogLevel level, std::string_view msg, const json& fields) {
+    const LogLevel l = level == media::WebhookLogLevel::kDebug  ? LogLevel::kDebug
+                       : level == media::WebhookLogLevel::kInfo ? LogLevel::kInfo
+                       : level == media::WebhookLogLevel::kWarn ? LogLevel::kWarn
+                                                                : LogLevel::kError;
+    log.log(l, msg, fields);
+  };
+  return media::WebhookSender::create(std::move(o));
 }
 
 std::string read_file(const std::string& path, bool* ok) {
@@ -103,6 +124,15 @@ int run(int argc, char** argv) {
              {{"model_dir", config.model_dir}, {"tiny_model", config.demo_model_dir}});
   }
 
+  // Before anything listens: a bad WEBHOOK_SECRET is a configuration error, not a surprise at
+  // the first signed delivery. Declared before the server and the Api, so it outlives both.
+  auto webhooks_or = make_webhook_sender(config, log);
+  if (!webhooks_or.ok()) {
+    log.error("start-up failed", {{"reason", webhooks_or.status().to_string()}});
+    return 2;
+  }
+  std::unique_ptr<media::WebhookSender> webhooks = std::move(*webhooks_or);
+
   HttpServerOptions http_options;
   http_options.host = config.host;
   http_options.port = uint16_t(config.port);
@@ -115,6 +145,7 @@ int run(int argc, char** argv) {
         return api->transport_error(h, s, why);
       });
   api = std::make_unique<Api>(config, log, server.io());
+  api->set_webhooks(webhooks.get());
   // The Api (its queue's worker may still post completions) goes before the io_context.
   struct ApiReset {
     std::unique_ptr<Api>& api;
@@ -234,6 +265,24 @@ int run(int argc, char** argv) {
   for (int i = 0; i < 500 && api->pending_replies() > 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the last writes
+  // Webhooks of the jobs that finished (queued by the response builders above) get what is
+  // left of the drain budget; the sender skips retry delays while flushing.
+  const auto budget = std::chrono::milliseconds(int64_t(config.drain_timeout_s * 1000));
+  const auto used = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - drain_start);
+  const auto left = std::max(std::chrono::milliseconds(0), budget - used);
+  const media::WebhookStats before = webhooks->stats();
+  const bool flushed = before.pending == 0 || webhooks->flush(left);
+  if (before.pending > 0) {
+    const media::WebhookStats after = webhooks->stats();
+    log.log(flushed ? LogLevel::kInfo : LogLevel::kError, "webhooks flushed",
+            {{"flushed", flushed},
+             {"pending_before", before.pending},
+             {"pending_after", after.pending},
+             {"delivered", after.delivered},
+             {"failed", after.failed},
+             {"budget_ms", left.count()}});
+  }
   server.stop();
   log.info("stopped", {{"drained", drained},
                        {"seconds", std::chrono::duration<double>(

@@ -271,8 +271,8 @@ def test_main_server():
         status, _, body = s.request("POST", "/prompt", {"prompt": g})
         check(status == 400 and "filename_prefix" in body.get("error", ""), "no SaveImage -> 400")
         status, _, body = s.request("POST", "/prompt", {"prompt": small_recipe(128, 128, 1),
-                                                        "webhook": "http://example.invalid/"})
-        check(status == 400 and body.get("location") == "webhook", "webhook (not yet) -> clear 400")
+                                                        "s3": {"bucket": "b", "prefix": ""}})
+        check(status == 400 and body.get("location") == "s3", "s3 upload (not supported) -> clear 400")
         status, _, body = s.request("POST", "/prompt", b"x" * (2 << 20))
         check(status == 413 and "error" in body, "2 MB body with MAX_BODY_SIZE_MB=1 -> 413")
         deep = '{"prompt": {"1": {"class_type": "SaveImage", "inputs": {"x": ' + "[" * 100000 + "]" * 100000 + "}}}}"

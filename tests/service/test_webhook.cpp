@@ -309,6 +309,20 @@ TEST(UrlPolicy, RefusesPrivateTargetsUnlessAllowed) {
             std::string::npos);
 }
 
+TEST(UrlPolicy, LiteralCheckRefusesPrivateIpsWithoutDns) {
+  NetPolicy strict, allow;
+  allow.allow_private_addresses = true;
+  for (const char* url : {"http://127.0.0.1/x", "http://10.1.2.3/", "http://[::1]/",
+                          "http://169.254.169.254/", "http://[::ffff:127.0.0.1]/"}) {
+    EXPECT_EQ(check_url_literal(url, strict).code(), StatusCode::kInvalidArgument) << url;
+    EXPECT_TRUE(check_url_literal(url, allow).ok()) << url;
+  }
+  // Names are not resolved here (that is the delivery's check).
+  EXPECT_TRUE(check_url_literal("http://localhost:8080/", strict).ok());
+  EXPECT_TRUE(check_url_literal("https://93.184.216.34/hook", strict).ok());
+  EXPECT_FALSE(check_url_literal("ftp://example.com/", allow).ok());
+}
+
 TEST(HttpClient, GetEnforcesPolicyAndSizeLimit) {
   Receiver rx({200});
   NetPolicy strict, allow;

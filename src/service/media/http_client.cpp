@@ -226,6 +226,25 @@ Status check_url(std::string_view url, const NetPolicy& policy, bool resolve) {
   return resolve_and_check(parts.host, policy);
 }
 
+Status check_url_literal(std::string_view url, const NetPolicy& policy) {
+  SD35_ASSIGN_OR_RETURN(UrlParts parts, parse_url(url));
+  if (policy.allow_private_addresses) return ok_status();
+  sockaddr_in v4{};
+  sockaddr_in6 v6{};
+  const sockaddr* sa = nullptr;
+  if (inet_pton(AF_INET, parts.host.c_str(), &v4.sin_addr) == 1) {
+    v4.sin_family = AF_INET;
+    sa = reinterpret_cast<const sockaddr*>(&v4);
+  } else if (inet_pton(AF_INET6, parts.host.c_str(), &v6.sin6_addr) == 1) {
+    v6.sin6_family = AF_INET6;
+    sa = reinterpret_cast<const sockaddr*>(&v6);
+  }
+  if (sa && !is_public_address(sa))
+    return invalid_argument("host " + parts.host +
+                            " is a loopback/private/link-local address, which is not allowed");
+  return ok_status();
+}
+
 Result<HttpResponse> http_post(const HttpPost& req, const NetPolicy& policy) {
   SD35_ASSIGN_OR_RETURN(UrlParts parts, parse_url(req.url));
   SD35_RETURN_IF_ERROR(resolve_and_check(parts.host, policy));

@@ -38,6 +38,12 @@ bool is_public_address(const sockaddr* address);
 // the address policy to every address. Errors: kInvalidArgument naming the problem.
 Status check_url(std::string_view url, const NetPolicy& policy, bool resolve = true);
 
+// Scheme and host syntax, and — without DNS, so it never blocks — the address policy when the
+// host is a literal IP address ("http://127.0.0.1/", "http://[::1]/"). Names pass; they are
+// checked when resolved. Lets a request handler refuse a URL that can never be delivered to
+// with a synchronous 400 instead of a failure the client would only see in the logs.
+Status check_url_literal(std::string_view url, const NetPolicy& policy);
+
 struct HttpHeader {
   std::string name, value;
 };

@@ -84,11 +84,12 @@ Status WebhookSender::enqueue(WebhookDelivery d) {
   if (queue_.size() + in_flight_ >= options_.queue_capacity) {
     ++stats_.rejected;
     lk.unlock();  // the log callback runs without our lock (it may call stats())
-    log(WebhookLogLevel::kError, "webhook queue full, delivery rejected",
-        {{"url", d.url},
-         {"webhook_id", d.webhook_id},
-         {"event", d.event},
-         {"capacity", options_.queue_capacity}});
+    json fields = {{"url", d.url},
+                   {"webhook_id", d.webhook_id},
+                   {"event", d.event},
+                   {"capacity", options_.queue_capacity}};
+    if (!d.request_id.empty()) fields["request_id"] = d.request_id;
+    log(WebhookLogLevel::kError, "webhook queue full, delivery rejected", fields);
     return resource_exhausted("webhook queue is full (" + std::to_string(options_.queue_capacity) +
                               " pending deliveries)");
   }
@@ -148,12 +149,14 @@ void WebhookSender::run() {
   stats_.failed += dropped.size();
   idle_.notify_all();
   lk.unlock();
-  for (const Item& item : dropped)
-    log(WebhookLogLevel::kError, "webhook dropped at shutdown",
-        {{"url", item.d.url},
-         {"webhook_id", item.d.webhook_id},
-         {"event", item.d.event},
-         {"attempts", item.attempt}});
+  for (const Item& item : dropped) {
+    json fields = {{"url", item.d.url},
+                   {"webhook_id", item.d.webhook_id},
+                   {"event", item.d.event},
+                   {"attempts", item.attempt}};
+    if (!item.d.request_id.empty()) fields["request_id"] = item.d.request_id;
+    log(WebhookLogLevel::kError, "webhook dropped at shutdown", fields);
+  }
 }
 
 bool WebhookSender::attempt(Item& item) {
@@ -184,6 +187,7 @@ bool WebhookSender::attempt(Item& item) {
                  {"attempt", item.attempt},
                  {"max_attempts", options_.max_attempts},
                  {"duration_ms", ms}};
+  if (!d.request_id.empty()) fields["request_id"] = d.request_id;
   std::string error;
   bool permanent = false;
   if (result.ok()) {

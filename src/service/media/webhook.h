@@ -75,6 +75,7 @@ struct WebhookDelivery {
   bool standard = false;   // Standard Webhooks headers and signature (webhook_v2)
   std::string webhook_id;  // webhook-id header (the request id); required when standard
   std::string event;       // for logs only ("prompt.complete", "output.complete", …)
+  std::string request_id;  // for logs only: the X-Request-ID of the HTTP request behind it
 };
 
 struct WebhookStats {
