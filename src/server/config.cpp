@@ -47,6 +47,13 @@ bool parse_config(int argc, char** argv, ServerConfig* c, int* exit_code) {
   app.add_option("--compute", c->compute, "f32 or bf16 (default: the backend's fast mode)")
       ->envname("COMPUTE");
   app.add_option("--threads", c->threads, "engine CPU threads (0: all)")->envname("THREADS");
+  app.add_option("--workflow-dir", c->workflow_dir,
+                 "folder of JSON workflow templates, served as POST /workflow/<path> (default: "
+                 "built-ins only)")
+      ->envname("WORKFLOW_DIR");
+  app.add_option("--markdown-schema-descriptions", c->markdown_schema_descriptions,
+                 "put a markdown field table in each workflow's /docs description (true/false)")
+      ->envname("MARKDOWN_SCHEMA_DESCRIPTIONS");
   app.add_flag("--demo", c->demo,
                "serve the tiny random test model (tests/data/tiny-a): images are noise");
   app.add_option("--demo-model", c->demo_model_dir, "the tiny-a folder for --demo")
