@@ -1,4 +1,5 @@
-// Routing, authentication, probes and request parsing. Jobs: api_jobs.cpp.
+// Routing, authentication, probes, the API documentation (/docs) and request parsing. Jobs:
+// api_jobs.cpp.
 #include "server/api.h"
 
 #include <algorithm>
