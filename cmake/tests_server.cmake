@@ -1,7 +1,9 @@
-# Server: helpers and the txt2img template without sockets (unit), and black-box HTTP tests
-# that start the real `sd35-server --demo` on a loopback port (Python 3 standard library only).
+# Server: helpers, workflow templates and the OpenAPI document without sockets (unit), and
+# black-box HTTP tests that start the real `sd35-server --demo` on a loopback port (Python 3
+# standard library only; the /docs test also drives headless Chromium).
 sd35_add_test(test_server_units LABEL unit SOURCES tests/server/test_server_units.cpp
-              tests/server/test_server_outputs.cpp)
+                                               tests/server/test_server_templates.cpp
+                                               tests/server/test_server_outputs.cpp)
 target_link_libraries(test_server_units PRIVATE sd35_server)
 find_package(Python3 COMPONENTS Interpreter)
 if(Python3_Interpreter_FOUND)
@@ -15,4 +17,8 @@ if(Python3_Interpreter_FOUND)
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/server/test_server_async.py
                    $<TARGET_FILE:sd35-server>)
   set_tests_properties(server_async PROPERTIES LABELS server TIMEOUT 240)
+  add_test(NAME server_docs
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/server/test_server_docs.py
+                   $<TARGET_FILE:sd35-server>)
+  set_tests_properties(server_docs PROPERTIES LABELS server TIMEOUT 240)
 endif()

@@ -1,4 +1,5 @@
-// Routing, authentication, probes and request parsing. Jobs: api_jobs.cpp.
+// Routing, authentication, probes, the API documentation (/docs) and request parsing. Jobs:
+// api_jobs.cpp.
 #include "server/api.h"
 
 #include <algorithm>
@@ -6,6 +7,8 @@
 #include <filesystem>
 
 #include "io/safetensors.h"
+#include "server/docs_assets.h"
+#include "server/openapi.h"
 #include "server/util.h"
 
 #ifndef SD35_VERSION
@@ -24,10 +27,53 @@ Api::Api(const ServerConfig& config, const Logger& log, boost::asio::io_context&
     : config_(config),
       log_(log),
       io_(io),
-      queue_(service::JobQueueOptions{.max_depth = size_t(std::max(0, config.max_queue_depth))}),
-      txt2img_(sd35_txt2img_template({})) {
+      queue_(service::JobQueueOptions{.max_depth = size_t(std::max(0, config.max_queue_depth))}) {
   workflow_options_.models_dir = config.model_dir;
   webhook_policy_.allow_private_addresses = config.allow_private_webhooks;
+}
+
+Status Api::load_workflows() {
+  // Enums of model files are the files present at start-up, as in comfyui-api.
+  TemplateContext ctx;
+  const json models = models_listing();
+  for (auto it = models.begin(); it != models.end(); ++it)
+    ctx.models[it.key()] = it.value().get<std::vector<std::string>>();
+  std::vector<TemplateProblem> problems;
+  std::vector<std::string> notes;
+  std::string error;
+  const bool ok = workflows_.load(
+      ctx, RegistryOptions{.workflow_dir = config_.workflow_dir, .demo = config_.demo},
+      &problems, &notes, &error);
+  for (const auto& n : notes) log_.warn("workflow template skipped", {{"note", n}});
+  // A bad file costs its own endpoint, not the server (comfyui-api logs and skips too).
+  for (const auto& p : problems)
+    log_.error("workflow template not loaded", {{"file", p.file}, {"reason", p.message}});
+  if (!ok) return invalid_argument(error);
+  json routes = json::array();
+  for (const auto& t : workflows_.templates()) {
+    routes.push_back(t->route);
+    for (const auto& a : t->aliases) routes.push_back(a);
+  }
+  log_.info("workflow endpoints", {{"routes", routes},
+                                   {"workflow_dir", config_.workflow_dir},
+                                   {"skipped_files", problems.size()}});
+  build_openapi_document(config_.port);
+  return ok_status();
+}
+
+void Api::set_listen_port(uint16_t port) { build_openapi_document(port); }
+
+void Api::build_openapi_document(int port) {
+  OpenApiOptions o;
+  o.version = version();
+  o.port = port;
+  o.markdown_descriptions = config_.markdown_schema_descriptions;
+  o.api_key = !config_.api_key.empty();
+  const json models = models_listing();
+  for (auto it = models.begin(); it != models.end(); ++it) o.model_types.push_back(it.key());
+  const json doc = build_openapi(o, workflows_.templates());
+  openapi_json_ = doc.dump(2, ' ', false, json::error_handler_t::replace);
+  openapi_yaml_ = to_yaml(doc);
 }
 
 void Api::set_engine(std::unique_ptr<Engine> engine, const workflow::Plan& loaded_from) {
@@ -36,17 +82,6 @@ void Api::set_engine(std::unique_ptr<Engine> engine, const workflow::Plan& loade
   for (const auto& p : loaded_from.text_encoders)
     loaded_encoders_.insert(fs::weakly_canonical(p, ec).string());
   prompt_cache_ = std::make_unique<PromptCache>();
-  // The checkpoint field's choices are the files present at start-up, as in comfyui-api.
-  std::vector<std::string> ckpts;
-  const json models = models_listing();
-  if (models.contains("checkpoints"))
-    for (const auto& c : models["checkpoints"]) ckpts.push_back(c.get<std::string>());
-  txt2img_ = sd35_txt2img_template(ckpts);
-  // The tiny demo model's position embedding covers 256x256 at most: with the recipe's 1024
-  // default the README's first curl would fail, so --demo defaults to the smallest size.
-  if (config_.demo)
-    for (auto& f : txt2img_.fields)
-      if (f.name == "width" || f.name == "height") f.default_value = 256;
   engine_ = std::shared_ptr<const Engine>(std::move(engine));
   engine_ready_ = true;
 }
@@ -101,6 +136,47 @@ void Api::respond(const std::shared_ptr<Call>& call, unsigned status, const json
                                   : LogLevel::kInfo,
            "request", fields);
   call->reply(std::move(r));
+}
+
+void Api::respond_raw(const std::shared_ptr<Call>& call, unsigned status, std::string_view body,
+                      const std::vector<std::pair<std::string, std::string>>& headers) {
+  if (call->answered.exchange(true)) return;
+  Response r{http::int_to_status(status), call->version};
+  r.set(http::field::server, "sd35-server/" + Api::version());
+  r.set("X-Request-ID", call->request_id);
+  for (const auto& [k, v] : headers) r.set(k, v);
+  r.body().assign(body.data(), body.size());
+  const double ms =
+      std::chrono::duration<double, std::milli>(Clock::now() - call->start).count();
+  // The page and its files are fetched in bursts by browsers: debug noise.
+  log_.log(LogLevel::kDebug, "request",
+           {{"method", call->method}, {"path", call->path}, {"status", status},
+            {"ms", std::round(ms * 10) / 10}, {"request_id", call->request_id}});
+  call->reply(std::move(r));
+}
+
+bool Api::handle_docs(const std::shared_ptr<Call>& call, const Request& request) {
+  const std::string& path = call->path;
+  if (path == "/docs/json" || path == "/docs/yaml") {
+    const bool yaml = path == "/docs/yaml";
+    respond_raw(call, 200, yaml ? openapi_yaml_ : openapi_json_,
+                {{"Content-Type", yaml ? "application/yaml; charset=utf-8"
+                                       : "application/json; charset=utf-8"},
+                 {"Cache-Control", "no-cache"}});
+    return true;
+  }
+  const DocsAsset* asset = find_docs_asset(path);
+  if (!asset) return false;
+  std::vector<std::pair<std::string, std::string>> headers = {
+      {"Cache-Control", asset->cache_control}, {"ETag", asset->etag},
+      {"X-Content-Type-Options", "nosniff"}};
+  if (etag_matches(header_value(request, "If-None-Match"), asset->etag)) {
+    respond_raw(call, 304, "", headers);
+    return true;
+  }
+  headers.emplace_back("Content-Type", asset->content_type);
+  respond_raw(call, 200, asset->body, headers);
+  return true;
 }
 
 Response Api::transport_error(const Request& headers, http::status status,
@@ -168,10 +244,15 @@ void Api::route(const std::shared_ptr<Call>& call, Request& request) {
                    {{"version", version()}, {"status", ready ? "ready" : "not ready"}});
   }
 
+  // The API documentation stays open without the API key too (SPEC-api §5).
+  if (get && (path == "/docs" || path.rfind("/docs/", 0) == 0) && handle_docs(call, request))
+    return;
+
   const bool is_post = method == http::verb::post;
-  const bool known = (path == "/models" && get) ||
-                     (is_post && (path == "/prompt" || path == "/interrupt" ||
-                                  path == txt2img_.route || path == "/workflow/txt2img"));
+  const WorkflowTemplate* tmpl =
+      is_post && path.rfind("/workflow/", 0) == 0 ? workflows_.find(path) : nullptr;
+  const bool known = (path == "/models" && get) || tmpl != nullptr ||
+                     (is_post && (path == "/prompt" || path == "/interrupt"));
   if (!known) return respond(call, 404, not_found_body(call->method, path));
   if (!authorized(request))
     return respond(call, 401, error_body("missing or wrong API key"),
@@ -199,7 +280,7 @@ void Api::route(const std::shared_ptr<Call>& call, Request& request) {
 
   if (path == "/prompt") return handle_prompt(call, body);
   if (path == "/interrupt") return handle_interrupt(call, body);
-  return handle_workflow(call, body);
+  return handle_workflow(call, body, *tmpl);
 }
 
 namespace {
@@ -248,8 +329,8 @@ void Api::handle_prompt(const std::shared_ptr<Call>& call, const json& body) {
   submit(call, std::move(s));
 }
 
-void Api::handle_workflow(const std::shared_ptr<Call>& call, const json& body) {
-  // txt2img_ gets its checkpoint choices in set_engine(); read it only after that.
+void Api::handle_workflow(const std::shared_ptr<Call>& call, const json& body,
+                          const WorkflowTemplate& tmpl) {
   if (!engine_ready_.load())
     return respond(call, 503, error_body("the model is still loading", "server"),
                    {{"Retry-After", "5"}});
@@ -266,12 +347,12 @@ void Api::handle_workflow(const std::shared_ptr<Call>& call, const json& body) {
   if (auto e = job_id(body, &s.id)) return respond(call, *e);
   if (auto e = parse_options(call, body, &s)) return respond(call, *e);
   TemplateError terr;
-  auto graph = fill_template(txt2img_, body["input"], &s.input, &terr);
+  auto graph = fill_template(tmpl, body["input"], &s.input, &terr);
   if (!graph)
     return respond(call, 400,
                    error_body(terr.message, terr.field.empty() ? "input" : "input." + terr.field));
   s.graph = std::move(*graph);
-  s.tmpl = &txt2img_;
+  s.tmpl = &tmpl;
   submit(call, std::move(s));
 }
 

@@ -1,9 +1,10 @@
 // The comfyui-api routes (reference/comfyui-api-contract.md §2–§11) on top of the job queue
-// and one Engine: /health, /ready, /models, /prompt, /workflow/sd3.5-medium/txt2img (and
-// /workflow/txt2img), /interrupt. Every response is JSON, carries X-Request-ID and is logged
-// as one JSON line.
+// and one Engine: /health, /ready, /models, /prompt, /workflow/... (the built-in and
+// WORKFLOW_DIR templates, server/workflow_registry.h), /interrupt, and the API documentation
+// /docs (Swagger UI), /docs/json, /docs/yaml. Every response carries X-Request-ID and is logged
+// as one JSON line; all but the /docs page and its files are JSON.
 //
-// Split over two files: api.cpp (routing, auth, probes, request parsing) and
+// Split over two files: api.cpp (routing, auth, probes, docs, request parsing) and
 // api_jobs.cpp (graph → validated plan → queued job → response with base64 PNGs, warm-up).
 #pragma once
 
@@ -24,6 +25,7 @@
 #include "server/log.h"
 #include "server/outputs.h"
 #include "server/txt2img.h"
+#include "server/workflow_registry.h"
 #include "service/job_queue.h"
 #include "service/workflow/plan.h"
 
@@ -49,6 +51,14 @@ class Api {
  public:
   // `io` runs response building (PNG encoding) off the job worker.
   Api(const ServerConfig& config, const Logger& log, boost::asio::io_context& io);
+
+  // Loads the workflow templates (built-ins, WORKFLOW_DIR) and generates the OpenAPI
+  // document; bad template files are logged and skipped. Call once, before serving. Fails
+  // only when WORKFLOW_DIR is set but unusable.
+  Status load_workflows();
+  // The port actually bound (PORT=0 picks one): the document's default server URL. Call
+  // before the I/O threads start.
+  void set_listen_port(uint16_t port);
 
   // The engine and the model files it was loaded from (a graph naming others is refused).
   void set_engine(std::unique_ptr<Engine> engine, const workflow::Plan& loaded_from);
@@ -86,10 +96,17 @@ class Api {
   void respond(const std::shared_ptr<Call>& call, const ApiError& error) {
     respond(call, error.status, error.body, error.headers);
   }
+  // A non-JSON answer (the /docs page and its files, the YAML document).
+  void respond_raw(const std::shared_ptr<Call>& call, unsigned status, std::string_view body,
+                   const std::vector<std::pair<std::string, std::string>>& headers);
+  // GET /docs, /docs/, /docs/json, /docs/yaml, /docs/static/<file>; false if not a docs path.
+  bool handle_docs(const std::shared_ptr<Call>& call, const Request& request);
+  void build_openapi_document(int port);
   bool authorized(const Request& request) const;
 
   void handle_prompt(const std::shared_ptr<Call>& call, const nlohmann::json& body);
-  void handle_workflow(const std::shared_ptr<Call>& call, const nlohmann::json& body);
+  void handle_workflow(const std::shared_ptr<Call>& call, const nlohmann::json& body,
+                       const WorkflowTemplate& tmpl);
   void handle_interrupt(const std::shared_ptr<Call>& call, const nlohmann::json& body);
   nlohmann::json models_listing() const;
 
@@ -130,7 +147,8 @@ class Api {
   const Logger& log_;
   boost::asio::io_context& io_;
   service::JobQueue queue_;
-  WorkflowTemplate txt2img_;
+  WorkflowRegistry workflows_;  // read-only once serving
+  std::string openapi_json_, openapi_yaml_;
   workflow::WorkflowOptions workflow_options_;
   std::shared_ptr<const Engine> engine_;  // written once before engine_ready_ is set
   std::atomic<bool> engine_ready_{false};

@@ -155,10 +155,15 @@ std::optional<ApiError> Api::prepare(const Submission& s, json* rewritten,
     return ApiError{400, node_error_body(err, location)};
   }
   if (auto e = check_models(*parsed)) {
-    if (s.tmpl && e->body.contains("location") &&
-        e->body["location"] == "prompt.4.inputs.ckpt_name")
-      return ApiError{400, error_body("input.checkpoint: " + e->body["error"].get<std::string>(),
-                                      "input.checkpoint")};
+    // Template requests: "prompt.<node>.inputs.<input>" back to the field that set it.
+    const std::string loc = e->body.value("location", std::string());
+    const size_t mid = loc.find(".inputs.");
+    if (s.tmpl && loc.rfind("prompt.", 0) == 0 && mid != std::string::npos) {
+      const std::string field = field_for(*s.tmpl, loc.substr(7, mid - 7), loc.substr(mid + 8));
+      if (!field.empty())
+        return ApiError{400, error_body("input." + field + ": " + e->body["error"].get<std::string>(),
+                                        "input." + field)};
+    }
     return e;
   }
   *plan = std::move(*parsed);

@@ -67,6 +67,13 @@ bool parse_config(int argc, char** argv, ServerConfig* c, int* exit_code) {
                  "true: output files are named <id>_<filename_prefix>_00001_.png; false: "
                  "<id>_00001_.png")
       ->envname("PREPEND_FILENAMES");
+  app.add_option("--workflow-dir", c->workflow_dir,
+                 "folder of JSON workflow templates, served as POST /workflow/<path> (default: "
+                 "built-ins only)")
+      ->envname("WORKFLOW_DIR");
+  app.add_option("--markdown-schema-descriptions", c->markdown_schema_descriptions,
+                 "put a markdown field table in each workflow's /docs description (true/false)")
+      ->envname("MARKDOWN_SCHEMA_DESCRIPTIONS");
   app.add_flag("--demo", c->demo,
                "serve the tiny random test model (tests/data/tiny-a): images are noise");
   app.add_option("--demo-model", c->demo_model_dir, "the tiny-a folder for --demo")

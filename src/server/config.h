@@ -30,6 +30,10 @@ struct ServerConfig {
   bool prepend_filenames = true;     // PREPEND_FILENAMES: "<id>_<prefix>" (false: "<id>")
   bool demo = false;                 // --demo: the tiny random model of tests/data/tiny-a
   std::string demo_model_dir;        // SD35_DEMO_MODEL: where tiny-a lives (default: source)
+  // WORKFLOW_DIR: JSON workflow templates (docs/workflow-templates.md). Unset: the built-ins
+  // only (comfyui-api defaults to /workflows; ours is optional).
+  std::string workflow_dir;
+  bool markdown_schema_descriptions = true;  // MARKDOWN_SCHEMA_DESCRIPTIONS: field tables in /docs
 };
 
 // Parses flags and environment. Returns false after printing help or an error; *exit_code is

@@ -151,6 +151,10 @@ int run(int argc, char** argv) {
     std::unique_ptr<Api>& api;
     ~ApiReset() { api.reset(); }
   } api_reset{api};
+  if (Status st = api->load_workflows(); !st.ok()) {
+    log.error("start-up failed", {{"reason", st.to_string()}});
+    return 1;
+  }
 
   // Signals: the first one starts the drain; they are handled on an I/O thread.
   std::promise<int> stop_signal;
@@ -172,6 +176,7 @@ int run(int argc, char** argv) {
     return 1;
   }
   if (!note.empty()) log.warn(note);
+  api->set_listen_port(server.port());  // before the I/O threads read the document
   server.start();
   log.info("listening", {{"address", server.bound_address()},
                          {"port", server.port()},
