@@ -73,8 +73,8 @@ Status Engine::decode_raw(Workspace& ws, const Tensor& vae_latent, const Tensor&
   return download_bytes(backend, img, raw.data());
 }
 
-Result<Tensor> Engine::vae_decode_tiled(Workspace& ws, const Tensor& latent, int tile_x,
-                                        int tile_y, int overlap) const {
+Result<Tensor> Engine::vae_decode_tiled(Workspace& ws, const Tensor& latent, int tile_x, int tile_y,
+                                        int overlap) const {
   if (ws.cancel.load()) return cancelled("job cancelled");
   const int64_t z = vae_->config().z_channels;
   if (latent.ndim() != 4 || latent.size(1) != z || latent.numel() == 0)
@@ -171,7 +171,8 @@ Result<Tensor> Engine::vae_decode_tiled(Workspace& ws, const Tensor& latent, int
     for (size_t i = 0; i < sum.size(); ++i) r[i] = sum[i] / 3.0f;
   }
   SD35_ASSIGN_OR_RETURN(Tensor image, image_from_raw(raw));
-  ws.timings.vae_decode_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ws.timings.vae_decode_s +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return image;
 }
 

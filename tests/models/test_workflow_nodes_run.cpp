@@ -41,9 +41,16 @@ json ksampler(const std::string& sampler, const std::string& scheduler, int step
               const json& latent = json::array({"135", 0}), double denoise = 1.0) {
   return {{"class_type", "KSampler"},
           {"inputs",
-           {{"seed", seed}, {"steps", steps}, {"cfg", 4.5}, {"sampler_name", sampler},
-            {"scheduler", scheduler}, {"denoise", denoise}, {"model", {"13", 0}},
-            {"positive", {"6", 0}}, {"negative", {"71", 0}}, {"latent_image", latent}}}};
+           {{"seed", seed},
+            {"steps", steps},
+            {"cfg", 4.5},
+            {"sampler_name", sampler},
+            {"scheduler", scheduler},
+            {"denoise", denoise},
+            {"model", {"13", 0}},
+            {"positive", {"6", 0}},
+            {"negative", {"71", 0}},
+            {"latent_image", latent}}}};
 }
 
 json ksampler_advanced(const std::string& sampler, const std::string& scheduler, int steps,
@@ -51,20 +58,27 @@ json ksampler_advanced(const std::string& sampler, const std::string& scheduler,
                        const json& latent) {
   return {{"class_type", "KSamplerAdvanced"},
           {"inputs",
-           {{"add_noise", add_noise ? "enable" : "disable"}, {"noise_seed", seed},
-            {"steps", steps}, {"cfg", 4.5}, {"sampler_name", sampler}, {"scheduler", scheduler},
-            {"start_at_step", start}, {"end_at_step", end},
+           {{"add_noise", add_noise ? "enable" : "disable"},
+            {"noise_seed", seed},
+            {"steps", steps},
+            {"cfg", 4.5},
+            {"sampler_name", sampler},
+            {"scheduler", scheduler},
+            {"start_at_step", start},
+            {"end_at_step", end},
             {"return_with_leftover_noise", leftover ? "enable" : "disable"},
-            {"model", {"13", 0}}, {"positive", {"6", 0}}, {"negative", {"71", 0}},
+            {"model", {"13", 0}},
+            {"positive", {"6", 0}},
+            {"negative", {"71", 0}},
             {"latent_image", latent}}}};
 }
 
 class WorkflowNodesRunTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new fs::path(fs::temp_directory_path() /
-                        ("sd35_wfnodes_" +
-                         std::to_string(::testing::UnitTest::GetInstance()->random_seed())));
+    dir_ = new fs::path(
+        fs::temp_directory_path() /
+        ("sd35_wfnodes_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed())));
     fs::remove_all(*dir_);
     fs::create_directories(*dir_ / "checkpoints");
     fs::create_directories(*dir_ / "text_encoders");
@@ -123,7 +137,8 @@ class WorkflowNodesRunTest : public ::testing::Test {
     int worst = 0;
     int64_t n = 0;
     for (int64_t i = 0; i < a.numel(); ++i) {
-      const int d = std::abs(int(a.data_as<const uint8_t>()[i]) - int(b.data_as<const uint8_t>()[i]));
+      const int d =
+          std::abs(int(a.data_as<const uint8_t>()[i]) - int(b.data_as<const uint8_t>()[i]));
       worst = std::max(worst, d);
       n += d != 0;
     }
@@ -151,15 +166,16 @@ TEST_F(WorkflowNodesRunTest, KSamplerAdvancedFullRangeEqualsKSampler) {
     EXPECT_TRUE(same(ks, ka));
     // end_at_step = steps is the same schedule too (nothing cut).
     const Tensor kb = image(with(base_graph(), "90",
-                                 ksampler_advanced(sampler, "sgm_uniform", 3, 42, true, 0, 3,
-                                                   false, json::array({"135", 0}))));
+                                 ksampler_advanced(sampler, "sgm_uniform", 3, 42, true, 0, 3, false,
+                                                   json::array({"135", 0}))));
     EXPECT_TRUE(same(ks, kb));
   }
   // The comparison can fail: another seed gives another image.
   const Tensor other = image(with(base_graph(), "90",
                                   ksampler_advanced("euler", "sgm_uniform", 3, 43, true, 0, 10000,
                                                     false, json::array({"135", 0}))));
-  EXPECT_FALSE(same(image(with(base_graph(), "90", ksampler("euler", "sgm_uniform", 3, 42))), other));
+  EXPECT_FALSE(
+      same(image(with(base_graph(), "90", ksampler("euler", "sgm_uniform", 3, 42))), other));
 }
 
 // SamplerCustomAdvanced with RandomNoise(seed), CFGGuider(cfg), KSamplerSelect and
@@ -169,16 +185,22 @@ TEST_F(WorkflowNodesRunTest, KSamplerAdvancedFullRangeEqualsKSampler) {
 TEST_F(WorkflowNodesRunTest, SamplerCustomAdvancedEqualsKSampler) {
   json g = base_graph();
   g["40"] = {{"class_type", "RandomNoise"}, {"inputs", {{"noise_seed", 42}}}};
-  g["41"] = {{"class_type", "CFGGuider"},
-             {"inputs", {{"model", {"13", 0}}, {"positive", {"6", 0}}, {"negative", {"71", 0}},
-                         {"cfg", 4.5}}}};
+  g["41"] = {
+      {"class_type", "CFGGuider"},
+      {"inputs",
+       {{"model", {"13", 0}}, {"positive", {"6", 0}}, {"negative", {"71", 0}}, {"cfg", 4.5}}}};
   g["42"] = {{"class_type", "KSamplerSelect"}, {"inputs", {{"sampler_name", "dpmpp_2m"}}}};
-  g["43"] = {{"class_type", "BasicScheduler"},
-             {"inputs", {{"model", {"13", 0}}, {"scheduler", "sgm_uniform"}, {"steps", 3},
-                         {"denoise", 1.0}}}};
+  g["43"] = {
+      {"class_type", "BasicScheduler"},
+      {"inputs",
+       {{"model", {"13", 0}}, {"scheduler", "sgm_uniform"}, {"steps", 3}, {"denoise", 1.0}}}};
   g["90"] = {{"class_type", "SamplerCustomAdvanced"},
-             {"inputs", {{"noise", {"40", 0}}, {"guider", {"41", 0}}, {"sampler", {"42", 0}},
-                         {"sigmas", {"43", 0}}, {"latent_image", {"135", 0}}}}};
+             {"inputs",
+              {{"noise", {"40", 0}},
+               {"guider", {"41", 0}},
+               {"sampler", {"42", 0}},
+               {"sigmas", {"43", 0}},
+               {"latent_image", {"135", 0}}}}};
   const Tensor custom = image(g);
   const Tensor ks = image(with(base_graph(), "90", ksampler("dpmpp_2m", "sgm_uniform", 3, 42)));
   EXPECT_TRUE(same(custom, ks));
@@ -215,8 +237,8 @@ TEST_F(WorkflowNodesRunTest, SamplerCustomAdvancedEqualsKSampler) {
 TEST_F(WorkflowNodesRunTest, TwoStageSplitEqualsFullEulerRun) {
   const int n = 4, k = 2;
   json g = base_graph();
-  g["89"] = ksampler_advanced("euler", "sgm_uniform", n, 7, true, 0, k, true,
-                              json::array({"135", 0}));
+  g["89"] =
+      ksampler_advanced("euler", "sgm_uniform", n, 7, true, 0, k, true, json::array({"135", 0}));
   g["90"] = ksampler_advanced("euler", "sgm_uniform", n, 7, false, k, 10000, false,
                               json::array({"89", 0}));
   const Tensor split = image(g);
@@ -249,8 +271,13 @@ TEST_F(WorkflowNodesRunTest, VAEDecodeTiledCoveringTilesEqualsVAEDecode) {
   json g = with(base_graph(), "90", ksampler("euler", "sgm_uniform", 2, 3));
   const Tensor plain = image(g);
   g["8"] = {{"class_type", "VAEDecodeTiled"},
-            {"inputs", {{"samples", {"90", 0}}, {"vae", {"4", 2}}, {"tile_size", 512},
-                        {"overlap", 64}, {"temporal_size", 64}, {"temporal_overlap", 8}}}};
+            {"inputs",
+             {{"samples", {"90", 0}},
+              {"vae", {"4", 2}},
+              {"tile_size", 512},
+              {"overlap", 64},
+              {"temporal_size", 64},
+              {"temporal_overlap", 8}}}};
   const Tensor tiled = image(g);
   ASSERT_TRUE(plain.defined() && tiled.defined());
   const auto [worst, count] = diff(plain, tiled);
@@ -273,9 +300,12 @@ TEST_F(WorkflowNodesRunTest, CLIPTextEncodeSD3SameTextEqualsCLIPTextEncode) {
   const Tensor ref = image(with(base_graph(), "90", ks));
   json g = with(base_graph(), "90", ks);
   g["6"] = {{"class_type", "CLIPTextEncodeSD3"},
-            {"inputs", {{"clip", {"11", 0}}, {"clip_l", "a photo of a cat"},
-                        {"clip_g", "a photo of a cat"}, {"t5xxl", "a photo of a cat"},
-                        {"empty_padding", "none"}}}};
+            {"inputs",
+             {{"clip", {"11", 0}},
+              {"clip_l", "a photo of a cat"},
+              {"clip_g", "a photo of a cat"},
+              {"t5xxl", "a photo of a cat"},
+              {"empty_padding", "none"}}}};
   EXPECT_TRUE(same(image(g), ref));
   g["6"]["inputs"]["empty_padding"] = "empty_prompt";
   EXPECT_TRUE(same(image(g), ref));
@@ -284,8 +314,12 @@ TEST_F(WorkflowNodesRunTest, CLIPTextEncodeSD3SameTextEqualsCLIPTextEncode) {
   e["90"]["inputs"]["positive"] = {"71", 0};
   const Tensor empty_ref = image(e);
   e["72"] = {{"class_type", "CLIPTextEncodeSD3"},
-             {"inputs", {{"clip", {"11", 0}}, {"clip_l", ""}, {"clip_g", ""}, {"t5xxl", ""},
-                         {"empty_padding", "empty_prompt"}}}};
+             {"inputs",
+              {{"clip", {"11", 0}},
+               {"clip_l", ""},
+               {"clip_g", ""},
+               {"t5xxl", ""},
+               {"empty_padding", "empty_prompt"}}}};
   e["90"]["inputs"]["positive"] = {"72", 0};
   EXPECT_TRUE(same(image(e), empty_ref));
   // ...and "none" is the T5 encoding of "</s>" alone, pooled zeros: as Engine::encode_tokens
@@ -338,9 +372,8 @@ TEST_F(WorkflowNodesRunTest, LoadImageFormatsRunImg2Img) {
     std::string value;
     const std::string* bytes;
   };
-  const Case cases[] = {{"in.jpg", &*jpeg},
-                        {"in.webp", &*webp},
-                        {media::base64_encode(*png), &*png}};
+  const Case cases[] = {
+      {"in.jpg", &*jpeg}, {"in.webp", &*webp}, {media::base64_encode(*png), &*png}};
   for (const auto& c : cases) {
     SCOPED_TRACE(c.value.substr(0, 16));
     json g = base_graph();
@@ -373,8 +406,12 @@ TEST_F(WorkflowNodesRunTest, LoadImageFormatsRunImg2Img) {
 TEST_F(WorkflowNodesRunTest, ImageScaleAndPreviewImage) {
   json g = with(base_graph(), "90", ksampler("euler", "sgm_uniform", 2, 5));
   g["60"] = {{"class_type", "ImageScale"},
-             {"inputs", {{"image", {"8", 0}}, {"upscale_method", "bilinear"}, {"width", 0},
-                         {"height", 64}, {"crop", "disabled"}}}};
+             {"inputs",
+              {{"image", {"8", 0}},
+               {"upscale_method", "bilinear"},
+               {"width", 0},
+               {"height", 64},
+               {"crop", "disabled"}}}};
   g["61"] = {{"class_type", "PreviewImage"}, {"inputs", {{"images", {"60", 0}}}}};
   const auto saved = run(g);
   ASSERT_EQ(saved.size(), 2u);

@@ -47,7 +47,7 @@ std::vector<int> channel0(const Tensor& t) {
 // products of quarters are exact in float: compared exactly.
 TEST(ImageScale, Bilinear2x2To4x4MatchesTorch) {
   const auto out = resample({0, 1, 2, 3}, 2, 2, 4, 4, UpscaleMethod::kBilinear);
-  const std::vector<float> want = {0,   0.25f, 0.75f, 1,    0.5f, 0.75f, 1.25f, 1.5f,
+  const std::vector<float> want = {0,    0.25f, 0.75f, 1,    0.5f, 0.75f, 1.25f, 1.5f,
                                    1.5f, 1.75f, 2.25f, 2.5f, 2,    2.25f, 2.75f, 3};
   EXPECT_EQ(out, want);
 }
@@ -64,10 +64,8 @@ TEST(ImageScale, NearestExact) {
 // adaptive_avg_pool2d windows [floor(o·in/out), ceil((o+1)·in/out)): 4 -> 2: pairs; 3 -> 2:
 // [0, 2) and [1, 3) (overlapping). Halves and integers: exact.
 TEST(ImageScale, AreaWindows) {
-  EXPECT_EQ(resample({1, 3, 5, 9}, 1, 4, 1, 2, UpscaleMethod::kArea),
-            (std::vector<float>{2, 7}));
-  EXPECT_EQ(resample({1, 2, 4}, 1, 3, 1, 2, UpscaleMethod::kArea),
-            (std::vector<float>{1.5f, 3}));
+  EXPECT_EQ(resample({1, 3, 5, 9}, 1, 4, 1, 2, UpscaleMethod::kArea), (std::vector<float>{2, 7}));
+  EXPECT_EQ(resample({1, 2, 4}, 1, 3, 1, 2, UpscaleMethod::kArea), (std::vector<float>{1.5f, 3}));
   // 2-D: one output pixel averaging a 2x2 block.
   EXPECT_EQ(resample({1, 2, 3, 6}, 2, 2, 1, 1, UpscaleMethod::kArea), (std::vector<float>{3}));
 }

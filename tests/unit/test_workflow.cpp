@@ -3,11 +3,11 @@
 // graph gives an invalid_argument error naming the node, its class_type and the input.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
-#include <cstring>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "service/media/base64.h"
@@ -303,8 +303,84 @@ TEST_F(WorkflowTest, OtherNodes) {
   expect_error(g, "21", "VAEEncode", "pixels", "MASK");
 }
 
-// Every input of every node replaced by garbage: never a crash; either still valid (e.g. a
-// different text) or an invalid_argument error naming that node and input.
+// The graph of the new nodes (besides the recipe's loaders and conditioning): txt2img through
+// SamplerCustomAdvanced, a KSamplerAdvanced refiner on its output, CLIPTextEncodeSD3,
+// VAEDecodeTiled, ImageScale, SaveImage and PreviewImage.
+json new_nodes() {
+  json g = recipe();
+  g["7"] = {{"class_type", "CLIPTextEncodeSD3"},
+            {"inputs",
+             {{"clip", {"11", 0}},
+              {"clip_l", "a"},
+              {"clip_g", "b"},
+              {"t5xxl", ""},
+              {"empty_padding", "none"}}}};
+  g["40"] = {{"class_type", "RandomNoise"}, {"inputs", {{"noise_seed", 5}}}};
+  g["41"] = {
+      {"class_type", "CFGGuider"},
+      {"inputs",
+       {{"model", {"13", 0}}, {"positive", {"7", 0}}, {"negative", {"69", 0}}, {"cfg", 4.5}}}};
+  g["42"] = {{"class_type", "KSamplerSelect"}, {"inputs", {{"sampler_name", "euler"}}}};
+  g["43"] = {
+      {"class_type", "BasicScheduler"},
+      {"inputs",
+       {{"model", {"13", 0}}, {"scheduler", "sgm_uniform"}, {"steps", 4}, {"denoise", 1.0}}}};
+  g["44"] = {{"class_type", "SamplerCustomAdvanced"},
+             {"inputs",
+              {{"noise", {"40", 0}},
+               {"guider", {"41", 0}},
+               {"sampler", {"42", 0}},
+               {"sigmas", {"43", 0}},
+               {"latent_image", {"135", 0}}}}};
+  g["45"] = {{"class_type", "KSamplerAdvanced"},
+             {"inputs",
+              {{"model", {"13", 0}},
+               {"add_noise", "disable"},
+               {"noise_seed", 1},
+               {"steps", 8},
+               {"cfg", 4.5},
+               {"sampler_name", "euler"},
+               {"scheduler", "simple"},
+               {"positive", {"6", 0}},
+               {"negative", {"71", 0}},
+               {"latent_image", {"44", 1}},
+               {"start_at_step", 4},
+               {"end_at_step", 10000},
+               {"return_with_leftover_noise", "disable"}}}};
+  g["46"] = {{"class_type", "VAEDecodeTiled"},
+             {"inputs",
+              {{"samples", {"45", 0}},
+               {"vae", {"4", 2}},
+               {"tile_size", 512},
+               {"overlap", 64},
+               {"temporal_size", 64},
+               {"temporal_overlap", 8}}}};
+  g["47"] = {{"class_type", "ImageScale"},
+             {"inputs",
+              {{"image", {"46", 0}},
+               {"upscale_method", "lanczos"},
+               {"width", 0},
+               {"height", 512},
+               {"crop", "disabled"}}}};
+  g["48"] = {{"class_type", "PreviewImage"}, {"inputs", {{"images", {"47", 0}}}}};
+  g["49"] = {{"class_type", "BasicGuider"},
+             {"inputs", {{"model", {"13", 0}}, {"conditioning", {"6", 0}}}}};
+  g["50"] = {{"class_type", "DisableNoise"}, {"inputs", json::object()}};
+  g["51"] = {{"class_type", "SamplerCustomAdvanced"},
+             {"inputs",
+              {{"noise", {"50", 0}},
+               {"guider", {"49", 0}},
+               {"sampler", {"42", 0}},
+               {"sigmas", {"43", 0}},
+               {"latent_image", {"44", 0}}}}};
+  g["52"] = {{"class_type", "VAEDecode"}, {"inputs", {{"samples", {"51", 0}}, {"vae", {"4", 2}}}}};
+  g["301"]["inputs"]["images"] = {"52", 0};
+  return g;
+}
+
+// Every input of every node (the recipe's and the new nodes') replaced by garbage: never a
+// crash; either still valid (e.g. a different text) or an invalid_argument error naming that
+// node and input.
 TEST_F(WorkflowTest, GarbageInputsGiveNamedErrors) {
   const json garbage[] = {nullptr,
                           json::array(),
@@ -318,70 +394,25 @@ TEST_F(WorkflowTest, GarbageInputsGiveNamedErrors) {
                           json::array({1.5, 0}),
                           json::array({"4", "0"}),
                           json::array({4, 0})};
-  const json base = recipe();
-  for (auto node = base.begin(); node != base.end(); ++node) {
-    for (auto input = node.value()["inputs"].begin(); input != node.value()["inputs"].end();
-         ++input) {
-      for (const json& v : garbage) {
-        json g = base;
-        g[node.key()]["inputs"][input.key()] = v;
-        WorkflowError e;
-        auto plan = parse_workflow(g.dump(), options_, &e);
-        if (plan.ok()) continue;
-        SCOPED_TRACE(node.key() + "." + input.key() + " = " + v.dump() + ": " +
-                     plan.status().message());
-        EXPECT_EQ(plan.status().code(), StatusCode::kInvalidArgument);
-        EXPECT_EQ(e.node_id, node.key());
-        EXPECT_EQ(e.input, input.key());
+  for (const json& base : {recipe(), new_nodes()}) {
+    for (auto node = base.begin(); node != base.end(); ++node) {
+      for (auto input = node.value()["inputs"].begin(); input != node.value()["inputs"].end();
+           ++input) {
+        for (const json& v : garbage) {
+          json g = base;
+          g[node.key()]["inputs"][input.key()] = v;
+          WorkflowError e;
+          auto plan = parse_workflow(g.dump(), options_, &e);
+          if (plan.ok()) continue;
+          SCOPED_TRACE(node.key() + "." + input.key() + " = " + v.dump() + ": " +
+                       plan.status().message());
+          EXPECT_EQ(plan.status().code(), StatusCode::kInvalidArgument);
+          EXPECT_EQ(e.node_id, node.key());
+          EXPECT_EQ(e.input, input.key());
+        }
       }
     }
   }
-}
-
-
-// The graph of the new nodes (besides the recipe's loaders and conditioning): txt2img through
-// SamplerCustomAdvanced, a KSamplerAdvanced refiner on its output, CLIPTextEncodeSD3,
-// VAEDecodeTiled, ImageScale, SaveImage and PreviewImage.
-json new_nodes() {
-  json g = recipe();
-  g["7"] = {{"class_type", "CLIPTextEncodeSD3"},
-            {"inputs",
-             {{"clip", {"11", 0}}, {"clip_l", "a"}, {"clip_g", "b"}, {"t5xxl", ""},
-              {"empty_padding", "none"}}}};
-  g["40"] = {{"class_type", "RandomNoise"}, {"inputs", {{"noise_seed", 5}}}};
-  g["41"] = {{"class_type", "CFGGuider"},
-             {"inputs", {{"model", {"13", 0}}, {"positive", {"7", 0}}, {"negative", {"69", 0}},
-                         {"cfg", 4.5}}}};
-  g["42"] = {{"class_type", "KSamplerSelect"}, {"inputs", {{"sampler_name", "euler"}}}};
-  g["43"] = {{"class_type", "BasicScheduler"},
-             {"inputs", {{"model", {"13", 0}}, {"scheduler", "sgm_uniform"}, {"steps", 4},
-                         {"denoise", 1.0}}}};
-  g["44"] = {{"class_type", "SamplerCustomAdvanced"},
-             {"inputs", {{"noise", {"40", 0}}, {"guider", {"41", 0}}, {"sampler", {"42", 0}},
-                         {"sigmas", {"43", 0}}, {"latent_image", {"135", 0}}}}};
-  g["45"] = {{"class_type", "KSamplerAdvanced"},
-             {"inputs", {{"model", {"13", 0}}, {"add_noise", "disable"}, {"noise_seed", 1},
-                         {"steps", 8}, {"cfg", 4.5}, {"sampler_name", "euler"},
-                         {"scheduler", "simple"}, {"positive", {"6", 0}},
-                         {"negative", {"71", 0}}, {"latent_image", {"44", 1}},
-                         {"start_at_step", 4}, {"end_at_step", 10000},
-                         {"return_with_leftover_noise", "disable"}}}};
-  g["46"] = {{"class_type", "VAEDecodeTiled"},
-             {"inputs", {{"samples", {"45", 0}}, {"vae", {"4", 2}}, {"tile_size", 512},
-                         {"overlap", 64}, {"temporal_size", 64}, {"temporal_overlap", 8}}}};
-  g["47"] = {{"class_type", "ImageScale"},
-             {"inputs", {{"image", {"46", 0}}, {"upscale_method", "lanczos"}, {"width", 0},
-                         {"height", 512}, {"crop", "disabled"}}}};
-  g["48"] = {{"class_type", "PreviewImage"}, {"inputs", {{"images", {"47", 0}}}}};
-  g["49"] = {{"class_type", "BasicGuider"},
-             {"inputs", {{"model", {"13", 0}}, {"conditioning", {"6", 0}}}}};
-  g["50"] = {{"class_type", "DisableNoise"}, {"inputs", json::object()}};
-  g["51"] = {{"class_type", "SamplerCustomAdvanced"},
-             {"inputs", {{"noise", {"50", 0}}, {"guider", {"49", 0}}, {"sampler", {"42", 0}},
-                         {"sigmas", {"43", 0}}, {"latent_image", {"44", 0}}}}};
-  g["52"] = {{"class_type", "VAEDecode"}, {"inputs", {{"samples", {"51", 0}}, {"vae", {"4", 2}}}}};
-  g["301"]["inputs"]["images"] = {"52", 0};
-  return g;
 }
 
 TEST_F(WorkflowTest, NewNodesValidate) {
@@ -389,8 +420,8 @@ TEST_F(WorkflowTest, NewNodesValidate) {
   ASSERT_TRUE(plan.ok()) << plan.status().to_string();
   std::map<std::string, const PlanNode*> by_id;
   for (const auto& n : plan->nodes) by_id[n.id] = &n;
-  for (const char* id : {"7", "40", "41", "42", "43", "44", "45", "46", "47", "48", "49", "50",
-                         "51", "52", "301"})
+  for (const char* id :
+       {"7", "40", "41", "42", "43", "44", "45", "46", "47", "48", "49", "50", "51", "52", "301"})
     EXPECT_TRUE(by_id.count(id)) << id;
   const auto& sd3 = std::get<TextEncodeSD3Op>(by_id["7"]->op);
   EXPECT_EQ(sd3.clip_l, "a");

@@ -197,8 +197,8 @@ class Executor {
     if (pos.empty()) return node_fail(n, "positive", invalid_argument("conditioning is empty"));
     const Tensor& latent = in<Tensor>(op.latent_image);
     FlowModelSampling ms(m.shift);
-    auto full = ksampler_sigmas(ms, op.scheduler, op.steps, 1.0,
-                                discards_penultimate_sigma(op.sampler));
+    auto full =
+        ksampler_sigmas(ms, op.scheduler, op.steps, 1.0, discards_penultimate_sigma(op.sampler));
     if (!full.ok()) return node_fail(n, "scheduler", full.status());
     std::vector<float> sigmas = std::move(*full);
     if (op.end_at_step < int64_t(sigmas.size()) - 1) {
@@ -261,7 +261,8 @@ class Executor {
       return ok_status();
     }
     const int total = op.denoise < 1.0 ? int(double(op.steps) / op.denoise) : op.steps;
-    if (total > 100000) return node_fail(n, "denoise", invalid_argument("steps / denoise is too large"));
+    if (total > 100000)
+      return node_fail(n, "denoise", invalid_argument("steps / denoise is too large"));
     auto s = calculate_sigmas(FlowModelSampling(m.shift), op.scheduler, total);
     if (!s.ok()) return node_fail(n, "scheduler", s.status());
     const size_t keep = size_t(op.steps) + 1;

@@ -138,7 +138,7 @@ Result<uint64_t> NodeInputs::u64(const std::string& name) {
 }
 
 Result<std::string> NodeInputs::choice(const std::string& name,
-                                      const std::vector<std::string>& options) {
+                                       const std::vector<std::string>& options) {
   SD35_ASSIGN_OR_RETURN(std::string v, str(name));
   std::string list;
   for (const auto& o : options) {

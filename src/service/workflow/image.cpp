@@ -24,8 +24,9 @@ Result<fs::path> resolve_image_path(NodeInputs& in, const std::string& name) {
   const fs::path p(name);
   if (!o.allow_absolute_image_paths) {
     if (p.is_absolute())
-      return in.fail("image", "absolute image paths are not allowed; give a file name inside "
-                              "the input folder, or the image itself (base64, data: URL, URL)");
+      return in.fail("image",
+                     "absolute image paths are not allowed; give a file name inside "
+                     "the input folder, or the image itself (base64, data: URL, URL)");
     for (const auto& part : p)
       if (part == "..") return in.fail("image", "image file names must not contain '..'");
     if (o.input_dir.empty())
@@ -109,9 +110,10 @@ Result<Op> parse_image_node(NodeInputs& in, bool& known) {
         // A short value with a dot is more likely a missing file than broken base64.
         if (kind == media::InputImageKind::kBase64 && value.size() < 256 &&
             value.find('.') != std::string::npos)
-          return in.fail("image", "image file '" + value + "' not found" +
-                                      (in.options().input_dir.empty() ? "" : " in the input folder") +
-                                      " (and it is not base64: " + img.status().message() + ")");
+          return in.fail("image",
+                         "image file '" + value + "' not found" +
+                             (in.options().input_dir.empty() ? "" : " in the input folder") +
+                             " (and it is not base64: " + img.status().message() + ")");
         return in.fail("image", img.status().message());
       }
       t = std::move(*img);
@@ -126,8 +128,9 @@ Result<Op> parse_image_node(NodeInputs& in, bool& known) {
   if (c == "ImageScale") {
     ImageScaleOp op;
     SD35_ASSIGN_OR_RETURN(op.image, in.link("image", ValueType::kImage));
-    SD35_ASSIGN_OR_RETURN(std::string m, in.choice("upscale_method", {"nearest-exact", "bilinear",
-                                                                      "area", "bicubic", "lanczos"}));
+    SD35_ASSIGN_OR_RETURN(
+        std::string m,
+        in.choice("upscale_method", {"nearest-exact", "bilinear", "area", "bicubic", "lanczos"}));
     SD35_ASSIGN_OR_RETURN(op.method, upscale_method_from_name(m));
     const int64_t max = in.options().max_size;
     SD35_ASSIGN_OR_RETURN(int64_t w, in.integer("width", 0, max));

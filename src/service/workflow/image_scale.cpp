@@ -125,8 +125,7 @@ uint8_t clip8(int64_t v) {
 // One uint8 RGB image [h, w, 3] resized to [oh, ow, 3] as Pillow's ImagingResample with the
 // LANCZOS filter: a horizontal pass (only when the width changes) over the rows the vertical
 // pass needs, then a vertical pass (only when the height changes), each rounding to uint8.
-void lanczos_resize(const uint8_t* in, int64_t h, int64_t w, uint8_t* out, int64_t oh,
-                    int64_t ow) {
+void lanczos_resize(const uint8_t* in, int64_t h, int64_t w, uint8_t* out, int64_t oh, int64_t ow) {
   std::vector<uint8_t> tmp;
   const uint8_t* src = in;
   int64_t sh = h, sw = w, row0 = 0;
@@ -184,8 +183,7 @@ uint8_t store_u8(float v) {
 }  // namespace
 
 void resample_plane(const float* in, int64_t ih, int64_t iw, int64_t step, int64_t in_stride,
-                    float* out, int64_t oh, int64_t ow, int64_t out_stride,
-                    UpscaleMethod method) {
+                    float* out, int64_t oh, int64_t ow, int64_t out_stride, UpscaleMethod method) {
   auto at = [&](int64_t y, int64_t x) { return in[y * in_stride + x * step]; };
   auto put = [&](int64_t y, int64_t x, float v) { out[y * out_stride + x * step] = v; };
   const float sy = pixel_scale(ih, oh), sx = pixel_scale(iw, ow);
@@ -195,8 +193,7 @@ void resample_plane(const float* in, int64_t ih, int64_t iw, int64_t step, int64
         // torch nearest_neighbor_exact_compute_source_index: floor((dst + 0.5) · scale).
         const int64_t y0 = std::min<int64_t>(int64_t(std::floor((float(y) + 0.5f) * sy)), ih - 1);
         for (int64_t x = 0; x < ow; ++x) {
-          const int64_t x0 =
-              std::min<int64_t>(int64_t(std::floor((float(x) + 0.5f) * sx)), iw - 1);
+          const int64_t x0 = std::min<int64_t>(int64_t(std::floor((float(x) + 0.5f) * sx)), iw - 1);
           put(y, x, at(y0, x0));
         }
       }
@@ -246,8 +243,7 @@ void resample_plane(const float* in, int64_t ih, int64_t iw, int64_t step, int64
         }
       }
       break;
-    case UpscaleMethod::kLanczos:
-      break;  // uint8 only (lanczos_resize)
+    case UpscaleMethod::kLanczos: break;  // uint8 only (lanczos_resize)
   }
 }
 
@@ -255,8 +251,7 @@ Result<Tensor> common_upscale(const Tensor& image, int width, int height, Upscal
                               bool crop_center) {
   if (image.ndim() != 4 || image.dtype() != DType::kU8 || image.size(3) != 3 ||
       !image.is_contiguous() || image.numel() == 0)
-    return invalid_argument("image must be contiguous uint8 [B, H, W, 3], got " +
-                            image.describe());
+    return invalid_argument("image must be contiguous uint8 [B, H, W, 3], got " + image.describe());
   if (width < 1 || height < 1) return invalid_argument("width and height must be >= 1");
   const int64_t B = image.size(0), H = image.size(1), W = image.size(2);
   int64_t x = 0, y = 0;

@@ -14,8 +14,17 @@ namespace sd35::workflow {
 
 // Value types flowing along links (ComfyUI's type names).
 enum class ValueType {
-  kModel, kClip, kVae, kConditioning, kLatent, kImage, kMask,
-  kNoise, kGuider, kSampler, kSigmas,  // SamplerCustomAdvanced's inputs
+  kModel,
+  kClip,
+  kVae,
+  kConditioning,
+  kLatent,
+  kImage,
+  kMask,
+  kNoise,
+  kGuider,
+  kSampler,
+  kSigmas,  // SamplerCustomAdvanced's inputs
 };
 const char* value_type_name(ValueType t);
 

@@ -168,7 +168,7 @@ struct VAEEncodeOp {  // -> LATENT
 // or an http(s) URL), so execution does no I/O. MASK is not produced (no supported node takes
 // a MASK; a link to it fails the type check).
 struct LoadImageOp {
-  std::string source;  // the file path read, or "base64", "data URL", the URL
+  std::string source;                    // the file path read, or "base64", "data URL", the URL
   std::shared_ptr<const Tensor> pixels;  // uint8 [1, H, W, 3]
 };
 // SaveImage, and PreviewImage (preview = true, filename_prefix "ComfyUI_temp_" + 5 random

@@ -64,8 +64,7 @@ Result<Op> parse_sampling_node(NodeInputs& in, bool& known) {
     SD35_ASSIGN_OR_RETURN(int64_t end, in.integer("end_at_step", 0, 10000));
     op.start_at_step = int(start);
     op.end_at_step = int(end);
-    SD35_ASSIGN_OR_RETURN(op.return_with_leftover_noise,
-                          enabled(in, "return_with_leftover_noise"));
+    SD35_ASSIGN_OR_RETURN(op.return_with_leftover_noise, enabled(in, "return_with_leftover_noise"));
     return Op(op);
   }
   if (c == "RandomNoise") {
