@@ -5,5 +5,6 @@ list(APPEND SD35_ENGINE_SOURCES
 # Engine: loads the models once; txt2img / img2img stage functions (src/pipeline/engine.h).
 list(APPEND SD35_ENGINE_SOURCES
   src/pipeline/engine.cpp
+  src/pipeline/engine_tiled.cpp
   src/io/png.cpp
 )

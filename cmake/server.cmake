@@ -17,7 +17,7 @@ set(SD35_SERVER_SOURCES
   src/server/outputs.cpp
 )
 add_library(sd35_server STATIC ${SD35_SERVER_SOURCES})
-target_link_libraries(sd35_server PUBLIC sd35_engine sd35_service_media Boost::headers CLI11::CLI11 Threads::Threads)
+target_link_libraries(sd35_server PUBLIC sd35_engine sd35_workflow sd35_service_media Boost::headers CLI11::CLI11 Threads::Threads)
 target_compile_definitions(sd35_server PUBLIC
   SD35_VERSION="${PROJECT_VERSION}"
   # --demo's tiny model, found in the source tree unless SD35_DEMO_MODEL says otherwise.

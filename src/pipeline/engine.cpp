@@ -259,6 +259,21 @@ Result<Conditioning> Engine::encode_prompt(Workspace& ws, std::string_view text,
   return c;
 }
 
+Result<Conditioning> Engine::encode_tokens(Workspace& ws, const SD3Tokens& tokens,
+                                           bool use_t5) const {
+  if (ws.cancel.load()) return cancelled("job cancelled");
+  const auto t0 = Clock::now();
+  const MMDiTConfig& cfg = mmdit_->config();
+  EncodeOptions eo;
+  eo.use_t5 = use_t5;
+  eo.context_dim = cfg.context_dim;
+  eo.pooled_dim = cfg.adm_in_channels;
+  auto c = sd35::encode_tokens(ws.text_backend(), ws.text_arena(), *text_, tokens, eo);
+  ws.timings.encode_prompt_s += seconds_since(t0);
+  if (!c.ok()) return c.status().with_context("encoding the prompt: ");
+  return c;
+}
+
 Result<Tensor> Engine::empty_latent(int width, int height, int batch) const {
   // EmptySD3LatentImage: sizes in steps of 16, min 16 (comfy_extras/nodes_sd3.py).
   if (width < 16 || height < 16 || width % 16 || height % 16)
@@ -554,6 +569,7 @@ Result<Tensor> Engine::sample(Workspace& ws, std::span<const ConditioningEntry> 
 
   SampleOptions so;
   so.seed = p.seed;
+  so.shift = p.shift;  // the SDE samplers' first-sigma offset depends on it
   ws.timings.step_s.clear();
   auto step_t0 = Clock::now();
   so.progress = [&](int step, int total) {
@@ -618,6 +634,13 @@ Result<Tensor> Engine::vae_decode(Workspace& ws, const Tensor& latent) const {
     }
     SD35_RETURN_IF_ERROR(download_bytes(backend, img, raw.data()));
   }
+  SD35_ASSIGN_OR_RETURN(Tensor image, image_from_raw(raw));
+  ws.timings.vae_decode_s += seconds_since(t0);
+  return image;
+}
+
+Result<Tensor> Engine::image_from_raw(const Tensor& raw) {
+  const int64_t B = raw.size(0), H = raw.size(2), W = raw.size(3);
   SD35_ASSIGN_OR_RETURN(Tensor image, Tensor::zeros({B, H, W, 3}, DType::kU8));
   const float* r = raw.data_as<const float>();
   uint8_t* o = image.data_as<uint8_t>();
@@ -630,7 +653,6 @@ Result<Tensor> Engine::vae_decode(Workspace& ws, const Tensor& latent) const {
           v = std::isnan(v) ? 0.0f : std::clamp(v, 0.0f, 1.0f);
           o[((b * H + y) * W + x) * 3 + c] = uint8_t(std::clamp(255.0f * v, 0.0f, 255.0f));
         }
-  ws.timings.vae_decode_s += seconds_since(t0);
   return image;
 }
 

@@ -198,6 +198,11 @@ class Engine {
   // CLIPTextEncode (with the MMDiT's context/pooled widths). use_t5 false: CLIP only.
   Result<Conditioning> encode_prompt(Workspace& ws, std::string_view text,
                                      bool use_t5 = true) const;
+  // Already tokenized sequences (CLIPTextEncodeSD3: one text per encoder, tokenized with
+  // text_encoders().tokenizer()); an encoder whose TokenChunks has no chunk is absent, as
+  // ComfyUI's SD3ClipModel treats an empty token list. Not cached.
+  Result<Conditioning> encode_tokens(Workspace& ws, const SD3Tokens& tokens,
+                                     bool use_t5 = true) const;
   // EmptySD3LatentImage: zeros [batch, C, height/8, width/8]; width/height multiples of 16,
   // at least 16; batch >= 1.
   Result<Tensor> empty_latent(int width, int height, int batch) const;
@@ -218,6 +223,14 @@ class Engine {
                         const SampleParams& params) const;
   // process_out, VAE decode, clamp((x+1)/2), ×255 truncated to uint8 [B, H, W, 3].
   Result<Tensor> vae_decode(Workspace& ws, const Tensor& latent) const;
+  // The same decoded in tiles exactly as ComfyUI's VAE.decode_tiled_ (the VAEDecodeTiled
+  // node): three tiled passes with tiles (tile_x/2, tile_y*2), (tile_x*2, tile_y/2) and
+  // (tile_x, tile_y) latent pixels, `overlap` latent pixels between tiles, each pass blended
+  // with comfy.utils.tiled_scale's feathered masks, the passes averaged, then clamp((x+1)/2).
+  // A pass whose tile covers the latent decodes it whole. Sizes in latent pixels, >= 1;
+  // overlap >= 0 and below every pass's tile edge.
+  Result<Tensor> vae_decode_tiled(Workspace& ws, const Tensor& latent, int tile_x, int tile_y,
+                                  int overlap) const;
 
   // The whole txt2img / img2img flow.
   Result<GenerateResult> generate(Workspace& ws, const GenerateParams& params) const;
@@ -226,6 +239,10 @@ class Engine {
   Engine() = default;
   Result<std::unique_ptr<Backend>> new_backend() const;
   void log(const std::string& message) const;
+  // The raw VAE decoder output [B, 3, H, W] (f32, host) of a VAE-space host latent.
+  Status decode_raw(Workspace& ws, const Tensor& vae_latent, const Tensor& raw) const;
+  // clamp((raw + 1) / 2, 0, 1), ×255 truncated (SaveImage) -> uint8 [B, H, W, 3].
+  static Result<Tensor> image_from_raw(const Tensor& raw);
 
   EngineOptions options_;
   Device device_ = Device::kCPU;

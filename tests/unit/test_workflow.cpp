@@ -3,10 +3,15 @@
 // graph gives an invalid_argument error naming the node, its class_type and the input.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "service/media/base64.h"
+#include "service/media/image_codec.h"
 #include "service/workflow/plan.h"
 
 namespace sd35::workflow {
@@ -75,6 +80,20 @@ class WorkflowTest : public ::testing::Test {
     if (!what.empty()) {
       EXPECT_NE(m.find(what), std::string::npos) << m;
     }
+  }
+
+  // A small RGB PNG (a gradient) as bytes, and written under the test folder.
+  static std::string png_bytes(int w, int h) {
+    std::vector<uint8_t> px(size_t(w * h * 3));
+    for (size_t i = 0; i < px.size(); ++i) px[i] = uint8_t(i * 7);
+    auto b = media::encode_png(media::ImageView{px.data(), w, h, 0});
+    EXPECT_TRUE(b.ok());
+    return b.ok() ? *b : std::string();
+  }
+  fs::path write_png(const std::string& name, int w, int h) {
+    const fs::path p = dir_ / name;
+    std::ofstream(p, std::ios::binary) << png_bytes(w, h);
+    return p;
   }
 
   fs::path dir_;
@@ -274,15 +293,94 @@ TEST_F(WorkflowTest, OtherNodes) {
   g["21"] = {{"class_type", "VAEEncode"}, {"inputs", {{"pixels", {"20", 0}}, {"vae", {"4", 2}}}}};
   g["294"]["inputs"]["latent_image"] = {"21", 0};
   expect_error(g, "20", "LoadImage", "image", "not found");
+  // A file that is not an image: the media library's message, at parse time.
   g["20"]["inputs"]["image"] = (dir_ / "checkpoints/sd3.5_medium.safetensors").string();
+  expect_error(g, "20", "LoadImage", "image");
+  g["20"]["inputs"]["image"] = write_png("in.png", 16, 8).string();
   plan = parse_workflow(g.dump(), options_);
   ASSERT_TRUE(plan.ok()) << plan.status().to_string();
   g["21"]["inputs"]["pixels"] = {"20", 1};  // MASK into IMAGE
   expect_error(g, "21", "VAEEncode", "pixels", "MASK");
 }
 
-// Every input of every node replaced by garbage: never a crash; either still valid (e.g. a
-// different text) or an invalid_argument error naming that node and input.
+// The graph of the new nodes (besides the recipe's loaders and conditioning): txt2img through
+// SamplerCustomAdvanced, a KSamplerAdvanced refiner on its output, CLIPTextEncodeSD3,
+// VAEDecodeTiled, ImageScale, SaveImage and PreviewImage.
+json new_nodes() {
+  json g = recipe();
+  g["7"] = {{"class_type", "CLIPTextEncodeSD3"},
+            {"inputs",
+             {{"clip", {"11", 0}},
+              {"clip_l", "a"},
+              {"clip_g", "b"},
+              {"t5xxl", ""},
+              {"empty_padding", "none"}}}};
+  g["40"] = {{"class_type", "RandomNoise"}, {"inputs", {{"noise_seed", 5}}}};
+  g["41"] = {
+      {"class_type", "CFGGuider"},
+      {"inputs",
+       {{"model", {"13", 0}}, {"positive", {"7", 0}}, {"negative", {"69", 0}}, {"cfg", 4.5}}}};
+  g["42"] = {{"class_type", "KSamplerSelect"}, {"inputs", {{"sampler_name", "euler"}}}};
+  g["43"] = {
+      {"class_type", "BasicScheduler"},
+      {"inputs",
+       {{"model", {"13", 0}}, {"scheduler", "sgm_uniform"}, {"steps", 4}, {"denoise", 1.0}}}};
+  g["44"] = {{"class_type", "SamplerCustomAdvanced"},
+             {"inputs",
+              {{"noise", {"40", 0}},
+               {"guider", {"41", 0}},
+               {"sampler", {"42", 0}},
+               {"sigmas", {"43", 0}},
+               {"latent_image", {"135", 0}}}}};
+  g["45"] = {{"class_type", "KSamplerAdvanced"},
+             {"inputs",
+              {{"model", {"13", 0}},
+               {"add_noise", "disable"},
+               {"noise_seed", 1},
+               {"steps", 8},
+               {"cfg", 4.5},
+               {"sampler_name", "euler"},
+               {"scheduler", "simple"},
+               {"positive", {"6", 0}},
+               {"negative", {"71", 0}},
+               {"latent_image", {"44", 1}},
+               {"start_at_step", 4},
+               {"end_at_step", 10000},
+               {"return_with_leftover_noise", "disable"}}}};
+  g["46"] = {{"class_type", "VAEDecodeTiled"},
+             {"inputs",
+              {{"samples", {"45", 0}},
+               {"vae", {"4", 2}},
+               {"tile_size", 512},
+               {"overlap", 64},
+               {"temporal_size", 64},
+               {"temporal_overlap", 8}}}};
+  g["47"] = {{"class_type", "ImageScale"},
+             {"inputs",
+              {{"image", {"46", 0}},
+               {"upscale_method", "lanczos"},
+               {"width", 0},
+               {"height", 512},
+               {"crop", "disabled"}}}};
+  g["48"] = {{"class_type", "PreviewImage"}, {"inputs", {{"images", {"47", 0}}}}};
+  g["49"] = {{"class_type", "BasicGuider"},
+             {"inputs", {{"model", {"13", 0}}, {"conditioning", {"6", 0}}}}};
+  g["50"] = {{"class_type", "DisableNoise"}, {"inputs", json::object()}};
+  g["51"] = {{"class_type", "SamplerCustomAdvanced"},
+             {"inputs",
+              {{"noise", {"50", 0}},
+               {"guider", {"49", 0}},
+               {"sampler", {"42", 0}},
+               {"sigmas", {"43", 0}},
+               {"latent_image", {"44", 0}}}}};
+  g["52"] = {{"class_type", "VAEDecode"}, {"inputs", {{"samples", {"51", 0}}, {"vae", {"4", 2}}}}};
+  g["301"]["inputs"]["images"] = {"52", 0};
+  return g;
+}
+
+// Every input of every node (the recipe's and the new nodes') replaced by garbage: never a
+// crash; either still valid (e.g. a different text) or an invalid_argument error naming that
+// node and input.
 TEST_F(WorkflowTest, GarbageInputsGiveNamedErrors) {
   const json garbage[] = {nullptr,
                           json::array(),
@@ -296,24 +394,214 @@ TEST_F(WorkflowTest, GarbageInputsGiveNamedErrors) {
                           json::array({1.5, 0}),
                           json::array({"4", "0"}),
                           json::array({4, 0})};
-  const json base = recipe();
-  for (auto node = base.begin(); node != base.end(); ++node) {
-    for (auto input = node.value()["inputs"].begin(); input != node.value()["inputs"].end();
-         ++input) {
-      for (const json& v : garbage) {
-        json g = base;
-        g[node.key()]["inputs"][input.key()] = v;
-        WorkflowError e;
-        auto plan = parse_workflow(g.dump(), options_, &e);
-        if (plan.ok()) continue;
-        SCOPED_TRACE(node.key() + "." + input.key() + " = " + v.dump() + ": " +
-                     plan.status().message());
-        EXPECT_EQ(plan.status().code(), StatusCode::kInvalidArgument);
-        EXPECT_EQ(e.node_id, node.key());
-        EXPECT_EQ(e.input, input.key());
+  for (const json& base : {recipe(), new_nodes()}) {
+    for (auto node = base.begin(); node != base.end(); ++node) {
+      for (auto input = node.value()["inputs"].begin(); input != node.value()["inputs"].end();
+           ++input) {
+        for (const json& v : garbage) {
+          json g = base;
+          g[node.key()]["inputs"][input.key()] = v;
+          WorkflowError e;
+          auto plan = parse_workflow(g.dump(), options_, &e);
+          if (plan.ok()) continue;
+          SCOPED_TRACE(node.key() + "." + input.key() + " = " + v.dump() + ": " +
+                       plan.status().message());
+          EXPECT_EQ(plan.status().code(), StatusCode::kInvalidArgument);
+          EXPECT_EQ(e.node_id, node.key());
+          EXPECT_EQ(e.input, input.key());
+        }
       }
     }
   }
+}
+
+TEST_F(WorkflowTest, NewNodesValidate) {
+  auto plan = parse_workflow(new_nodes().dump(), options_);
+  ASSERT_TRUE(plan.ok()) << plan.status().to_string();
+  std::map<std::string, const PlanNode*> by_id;
+  for (const auto& n : plan->nodes) by_id[n.id] = &n;
+  for (const char* id :
+       {"7", "40", "41", "42", "43", "44", "45", "46", "47", "48", "49", "50", "51", "52", "301"})
+    EXPECT_TRUE(by_id.count(id)) << id;
+  const auto& sd3 = std::get<TextEncodeSD3Op>(by_id["7"]->op);
+  EXPECT_EQ(sd3.clip_l, "a");
+  EXPECT_TRUE(sd3.no_padding);
+  const auto& ka = std::get<KSamplerAdvancedOp>(by_id["45"]->op);
+  EXPECT_FALSE(ka.add_noise);
+  EXPECT_FALSE(ka.return_with_leftover_noise);
+  EXPECT_EQ(ka.start_at_step, 4);
+  EXPECT_EQ(ka.latent_image.output, 1);  // denoised_output
+  EXPECT_TRUE(std::get<NoiseOp>(by_id["50"]->op).disabled);
+  EXPECT_FALSE(std::get<GuiderOp>(by_id["49"]->op).negative.has_value());
+  EXPECT_DOUBLE_EQ(std::get<GuiderOp>(by_id["49"]->op).cfg, 1.0);
+  const auto& tiled = std::get<VAEDecodeTiledOp>(by_id["46"]->op);
+  EXPECT_EQ(tiled.tile_size, 512);
+  EXPECT_EQ(std::get<ImageScaleOp>(by_id["47"]->op).method, UpscaleMethod::kLanczos);
+  const auto& preview = std::get<SaveImageOp>(by_id["48"]->op);
+  EXPECT_TRUE(preview.preview);
+  // ComfyUI's temp naming: "ComfyUI_temp_" + 5 lowercase letters.
+  ASSERT_EQ(preview.filename_prefix.size(), 18u);
+  EXPECT_EQ(preview.filename_prefix.substr(0, 13), "ComfyUI_temp_");
+  for (char ch : preview.filename_prefix.substr(13)) EXPECT_TRUE(ch >= 'a' && ch <= 'z');
+  EXPECT_FALSE(std::get<SaveImageOp>(by_id["301"]->op).preview);
+
+  // VAEDecodeTiled's overlap and temporal inputs are optional (older ComfyUI graphs).
+  json g = new_nodes();
+  g["46"]["inputs"].erase("overlap");
+  g["46"]["inputs"].erase("temporal_size");
+  g["46"]["inputs"].erase("temporal_overlap");
+  EXPECT_TRUE(parse_workflow(g.dump(), options_).ok());
+  // A graph whose only output is a PreviewImage is valid (ComfyUI runs it).
+  g = new_nodes();
+  g.erase("301");
+  EXPECT_TRUE(parse_workflow(g.dump(), options_).ok());
+}
+
+TEST_F(WorkflowTest, NewNodesBadInputs) {
+  struct Case {
+    const char* node;
+    const char* cls;
+    const char* input;
+    json value;
+    const char* what;
+  };
+  const Case cases[] = {
+      {"7", "CLIPTextEncodeSD3", "empty_padding", "empty_pad", "none, empty_prompt"},
+      {"7", "CLIPTextEncodeSD3", "clip_g", 3, "string"},
+      {"40", "RandomNoise", "noise_seed", -1, ">= 0"},
+      {"41", "CFGGuider", "cfg", 101, "outside"},
+      {"42", "KSamplerSelect", "sampler_name", "euler_magic", "euler_magic"},
+      {"43", "BasicScheduler", "scheduler", "cosine", "cosine"},
+      {"43", "BasicScheduler", "steps", 0, "outside"},
+      {"43", "BasicScheduler", "denoise", 1.5, "outside"},
+      {"45", "KSamplerAdvanced", "add_noise", "yes", "enable, disable"},
+      {"45", "KSamplerAdvanced", "start_at_step", -1, "outside"},
+      {"45", "KSamplerAdvanced", "end_at_step", 10001, "outside"},
+      {"45", "KSamplerAdvanced", "return_with_leftover_noise", true, "string"},
+      {"45", "KSamplerAdvanced", "sampler_name", "ddpm", "ddpm"},
+      {"46", "VAEDecodeTiled", "tile_size", 32, "outside"},
+      {"46", "VAEDecodeTiled", "overlap", -32, "outside"},
+      {"46", "VAEDecodeTiled", "temporal_size", 4, "outside"},
+      {"47", "ImageScale", "upscale_method", "bislerp", "lanczos"},
+      {"47", "ImageScale", "width", -1, "outside"},
+      {"47", "ImageScale", "height", 16385, "outside"},
+      {"47", "ImageScale", "crop", "top", "disabled, center"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.node) + "." + c.input);
+    json g = new_nodes();
+    g[c.node]["inputs"][c.input] = c.value;
+    expect_error(g, c.node, c.cls, c.input, c.what);
+  }
+  // Missing inputs, unknown inputs.
+  json g = new_nodes();
+  g["44"]["inputs"].erase("sigmas");
+  expect_error(g, "44", "SamplerCustomAdvanced", "sigmas", "missing");
+  g = new_nodes();
+  g["50"]["inputs"]["noise_seed"] = 1;
+  expect_error(g, "50", "DisableNoise", "noise_seed", "unknown input");
+  g = new_nodes();
+  g["48"]["inputs"]["filename_prefix"] = "x";
+  expect_error(g, "48", "PreviewImage", "filename_prefix", "unknown input");
+}
+
+// Links are type-checked with the new value types (NOISE, GUIDER, SAMPLER, SIGMAS) and
+// SamplerCustomAdvanced's two LATENT outputs.
+TEST_F(WorkflowTest, NewNodesBadLinks) {
+  struct Case {
+    const char* node;
+    const char* cls;
+    const char* input;
+    json link;
+    const char* what;
+  };
+  const Case cases[] = {
+      {"44", "SamplerCustomAdvanced", "noise", json::array({"42", 0}), "expected NOISE"},
+      {"44", "SamplerCustomAdvanced", "guider", json::array({"40", 0}), "expected GUIDER"},
+      {"44", "SamplerCustomAdvanced", "sampler", json::array({"43", 0}), "expected SAMPLER"},
+      {"44", "SamplerCustomAdvanced", "sigmas", json::array({"42", 0}), "is SAMPLER"},
+      {"44", "SamplerCustomAdvanced", "latent_image", json::array({"43", 0}), "is SIGMAS"},
+      {"45", "KSamplerAdvanced", "latent_image", json::array({"44", 2}), "2 output(s)"},
+      {"41", "CFGGuider", "positive", json::array({"40", 0}), "is NOISE"},
+      {"49", "BasicGuider", "conditioning", json::array({"13", 0}), "is MODEL"},
+      {"43", "BasicScheduler", "model", json::array({"41", 0}), "is GUIDER"},
+      {"47", "ImageScale", "image", json::array({"45", 0}), "is LATENT"},
+      {"48", "PreviewImage", "images", json::array({"99", 0}), "does not exist"},
+      {"7", "CLIPTextEncodeSD3", "clip", json::array({"4", 0}), "is MODEL"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.node) + "." + c.input);
+    json g = new_nodes();
+    g[c.node]["inputs"][c.input] = c.link;
+    expect_error(g, c.node, c.cls, c.input, c.what);
+  }
+  // A cycle through the two samplers (types right): 44 <- 45 <- 44.
+  json g = new_nodes();
+  g["44"]["inputs"]["latent_image"] = {"45", 0};
+  expect_error(g, "45", "KSamplerAdvanced", "latent_image", "cycle");
+}
+
+// LoadImage: inline base64 PNG, data: URL, plain file name in the input folder; corrupt
+// base64 and refused URLs name the node and input; absolute paths refused when not allowed.
+TEST_F(WorkflowTest, LoadImageInlineAndPolicies) {
+  auto img2img = [](const std::string& image) {
+    json g = recipe();
+    g["20"] = {{"class_type", "LoadImage"}, {"inputs", {{"image", image}, {"upload", "image"}}}};
+    g["21"] = {{"class_type", "VAEEncode"}, {"inputs", {{"pixels", {"20", 0}}, {"vae", {"4", 2}}}}};
+    g["294"]["inputs"]["latent_image"] = {"21", 0};
+    return g;
+  };
+  auto pixels_of = [&](const json& g) -> Tensor {
+    auto plan = parse_workflow(g.dump(), options_);
+    EXPECT_TRUE(plan.ok()) << plan.status().to_string();
+    if (!plan.ok()) return Tensor();
+    for (const auto& n : plan->nodes)
+      if (auto* l = std::get_if<LoadImageOp>(&n.op)) return *l->pixels;
+    ADD_FAILURE() << "no LoadImage in the plan";
+    return Tensor();
+  };
+  const std::string png = png_bytes(24, 16);
+  // base64 (what comfyui-api clients send), decoded at parse time.
+  Tensor a = pixels_of(img2img(media::base64_encode(png)));
+  ASSERT_TRUE(a.defined());
+  EXPECT_EQ(a.shape(), Shape({1, 16, 24, 3}));
+  EXPECT_EQ(a.data_as<const uint8_t>()[3], 21);  // pixel 1, red = 3·7
+  // data: URL: the same pixels.
+  Tensor b = pixels_of(img2img("data:image/png;base64," + media::base64_encode(png)));
+  ASSERT_TRUE(b.defined());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), size_t(a.numel())), 0);
+  // A plain file name in the input folder (ComfyUI's own convention), also when restricted.
+  options_.input_dir = dir_.string();
+  write_png("upload.png", 24, 16);
+  Tensor c = pixels_of(img2img("upload.png"));
+  ASSERT_TRUE(c.defined());
+  EXPECT_EQ(std::memcmp(a.data(), c.data(), size_t(a.numel())), 0);
+  options_.allow_absolute_image_paths = false;
+  EXPECT_TRUE(pixels_of(img2img("upload.png")).defined());
+
+  // Corrupt base64 / corrupt image: the media library's message, node 20, input 'image'.
+  expect_error(img2img("!!!not-base64!!!"), "20", "LoadImage", "image", "base64");
+  expect_error(img2img(media::base64_encode(png.substr(0, png.size() / 2))), "20", "LoadImage",
+               "image");
+  expect_error(img2img(media::base64_encode("GIF89a-not-supported")), "20", "LoadImage", "image",
+               "GIF");
+  // URLs: refused when not allowed, before any network access.
+  options_.input_images.allow_urls = false;
+  expect_error(img2img("http://example.com/x.png"), "20", "LoadImage", "image", "not allowed");
+  expect_error(img2img("https://example.com/x.png"), "20", "LoadImage", "image", "not allowed");
+  // A loopback URL is refused by the default network policy even when URLs are allowed.
+  options_.input_images.allow_urls = true;
+  expect_error(img2img("http://127.0.0.1:1/x.png"), "20", "LoadImage", "image");
+  // Other schemes are not fetched.
+  expect_error(img2img("s3://bucket/x.png"), "20", "LoadImage", "image");
+  // Absolute paths and ".." refused when restricted (the server's setting)...
+  const std::string abs = write_png("abs.png", 8, 8).string();
+  expect_error(img2img(abs), "20", "LoadImage", "image", "absolute");
+  expect_error(img2img("../x.png"), "20", "LoadImage", "image", "..");
+  expect_error(img2img("missing.png"), "20", "LoadImage", "image", "not found");
+  // ...and read when allowed (the CLI's default).
+  options_.allow_absolute_image_paths = true;
+  EXPECT_TRUE(pixels_of(img2img(abs)).defined());
 }
 
 }  // namespace

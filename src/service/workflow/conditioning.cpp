@@ -1,5 +1,5 @@
-// Conditioning nodes: CLIPTextEncode, ConditioningZeroOut, ConditioningSetTimestepRange,
-// ConditioningCombine (SPEC-model.md §5.9).
+// Conditioning nodes: CLIPTextEncode, CLIPTextEncodeSD3, ConditioningZeroOut,
+// ConditioningSetTimestepRange, ConditioningCombine (SPEC-model.md §4.6, §5.9).
 #include "service/workflow/node_inputs.h"
 
 namespace sd35::workflow {
@@ -11,6 +11,16 @@ Result<Op> parse_conditioning_node(NodeInputs& in, bool& known) {
     TextEncodeOp op;
     SD35_ASSIGN_OR_RETURN(op.text, in.str("text"));
     SD35_ASSIGN_OR_RETURN(op.clip, in.link("clip", ValueType::kClip));
+    return Op(op);
+  }
+  if (c == "CLIPTextEncodeSD3") {
+    TextEncodeSD3Op op;
+    SD35_ASSIGN_OR_RETURN(op.clip, in.link("clip", ValueType::kClip));
+    SD35_ASSIGN_OR_RETURN(op.clip_l, in.str("clip_l"));
+    SD35_ASSIGN_OR_RETURN(op.clip_g, in.str("clip_g"));
+    SD35_ASSIGN_OR_RETURN(op.t5xxl, in.str("t5xxl"));
+    SD35_ASSIGN_OR_RETURN(std::string pad, in.choice("empty_padding", {"none", "empty_prompt"}));
+    op.no_padding = pad == "none";
     return Op(op);
   }
   if (c == "ConditioningZeroOut") {

@@ -1,5 +1,5 @@
 // Graph parsing and validation: JSON -> per-node typed ops (node-family files), then links
-// (existence, output index, type), cycles, and the nodes the SaveImage outputs need.
+// (existence, output index, type), cycles, and the nodes the output nodes need.
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -37,6 +37,10 @@ const char* value_type_name(ValueType t) {
     case ValueType::kLatent: return "LATENT";
     case ValueType::kImage: return "IMAGE";
     case ValueType::kMask: return "MASK";
+    case ValueType::kNoise: return "NOISE";
+    case ValueType::kGuider: return "GUIDER";
+    case ValueType::kSampler: return "SAMPLER";
+    case ValueType::kSigmas: return "SIGMAS";
   }
   return "?";
 }
@@ -51,15 +55,25 @@ std::vector<ValueType> output_types(const std::string& c) {
       {"ModelSamplingSD3", {V::kModel}},
       {"SkipLayerGuidanceSD3", {V::kModel}},
       {"CLIPTextEncode", {V::kConditioning}},
+      {"CLIPTextEncodeSD3", {V::kConditioning}},
       {"ConditioningZeroOut", {V::kConditioning}},
       {"ConditioningSetTimestepRange", {V::kConditioning}},
       {"ConditioningCombine", {V::kConditioning}},
       {"EmptySD3LatentImage", {V::kLatent}},
       {"KSampler", {V::kLatent}},
+      {"KSamplerAdvanced", {V::kLatent}},
+      {"SamplerCustomAdvanced", {V::kLatent, V::kLatent}},  // output, denoised_output
+      {"RandomNoise", {V::kNoise}},
+      {"DisableNoise", {V::kNoise}},
+      {"CFGGuider", {V::kGuider}},
+      {"BasicGuider", {V::kGuider}},
+      {"KSamplerSelect", {V::kSampler}},
+      {"BasicScheduler", {V::kSigmas}},
       {"VAEDecode", {V::kImage}},
+      {"VAEDecodeTiled", {V::kImage}},
       {"VAEEncode", {V::kLatent}},
+      {"ImageScale", {V::kImage}},
       {"LoadImage", {V::kImage, V::kMask}},
-      {"SaveImage", {}},
   };
   auto it = table.find(c);
   return it == table.end() ? std::vector<V>{} : it->second;
@@ -121,6 +135,17 @@ Result<uint64_t> NodeInputs::u64(const std::string& name) {
       v->get<double>() == std::floor(v->get<double>()) && v->get<double>() < 1.8e19)
     return uint64_t(v->get<double>());
   return fail(name, "expected a non-negative integer, got " + v->dump());
+}
+
+Result<std::string> NodeInputs::choice(const std::string& name,
+                                       const std::vector<std::string>& options) {
+  SD35_ASSIGN_OR_RETURN(std::string v, str(name));
+  std::string list;
+  for (const auto& o : options) {
+    if (o == v) return v;
+    list += (list.empty() ? "" : ", ") + o;
+  }
+  return fail(name, "'" + v + "' is not one of " + list);
 }
 
 Result<Link> NodeInputs::link(const std::string& name, ValueType type) {
@@ -200,7 +225,7 @@ Result<Plan> parse_workflow(std::string_view json_text, const WorkflowOptions& o
         return graph_fail(error, {id, cls, "", "inputs must be an object"});
       inputs = &node["inputs"];
     }
-    if (output_types(cls).empty() && cls != "SaveImage")
+    if (output_types(cls).empty() && cls != "SaveImage" && cls != "PreviewImage")
       return graph_fail(error, {id, cls, "", "unknown class_type '" + cls + "'"});
     NodeInputs in(id, cls, *inputs, options, links);
     Result<Op> op = invalid_argument("");
@@ -261,7 +286,7 @@ Result<Plan> parse_workflow(std::string_view json_text, const WorkflowOptions& o
   for (const auto& [id, n] : nodes)
     if (state[id] == 0 && !visit(id)) return cycle;
 
-  // Needed: ancestors of SaveImage nodes.
+  // Needed: ancestors of the output nodes (SaveImage, PreviewImage).
   std::set<std::string> needed;
   std::function<void(const std::string&)> mark = [&](const std::string& id) {
     if (!needed.insert(id).second) return;
@@ -270,7 +295,8 @@ Result<Plan> parse_workflow(std::string_view json_text, const WorkflowOptions& o
   for (const auto& [id, n] : nodes)
     if (std::holds_alternative<SaveImageOp>(n.op)) mark(id);
   if (needed.empty())
-    return graph_fail(error, {"", "", "", "the graph has no output node (SaveImage)"});
+    return graph_fail(error,
+                      {"", "", "", "the graph has no output node (SaveImage or PreviewImage)"});
 
   Plan plan;
   for (const auto& id : order) {

@@ -1,4 +1,4 @@
-// Latent nodes: EmptySD3LatentImage, VAEEncode, VAEDecode.
+// Latent nodes: EmptySD3LatentImage, VAEEncode, VAEDecode, VAEDecodeTiled.
 #include "service/workflow/node_inputs.h"
 
 namespace sd35::workflow {
@@ -28,6 +28,28 @@ Result<Op> parse_latent_node(NodeInputs& in, bool& known) {
     VAEDecodeOp op;
     SD35_ASSIGN_OR_RETURN(op.samples, in.link("samples", ValueType::kLatent));
     SD35_ASSIGN_OR_RETURN(op.vae, in.link("vae", ValueType::kVae));
+    return Op(op);
+  }
+  if (c == "VAEDecodeTiled") {
+    // ComfyUI's ranges (nodes.py VAEDecodeTiled). overlap and the temporal inputs came in
+    // later ComfyUI versions: optional here, with ComfyUI's defaults.
+    VAEDecodeTiledOp op;
+    SD35_ASSIGN_OR_RETURN(op.samples, in.link("samples", ValueType::kLatent));
+    SD35_ASSIGN_OR_RETURN(op.vae, in.link("vae", ValueType::kVae));
+    SD35_ASSIGN_OR_RETURN(int64_t tile, in.integer("tile_size", 64, 4096));
+    op.tile_size = int(tile);
+    if (in.has("overlap")) {
+      SD35_ASSIGN_OR_RETURN(int64_t v, in.integer("overlap", 0, 4096));
+      op.overlap = int(v);
+    }
+    if (in.has("temporal_size")) {
+      SD35_ASSIGN_OR_RETURN(int64_t v, in.integer("temporal_size", 8, 4096));
+      op.temporal_size = int(v);
+    }
+    if (in.has("temporal_overlap")) {
+      SD35_ASSIGN_OR_RETURN(int64_t v, in.integer("temporal_overlap", 4, 4096));
+      op.temporal_overlap = int(v);
+    }
     return Op(op);
   }
   known = false;

@@ -13,7 +13,19 @@
 namespace sd35::workflow {
 
 // Value types flowing along links (ComfyUI's type names).
-enum class ValueType { kModel, kClip, kVae, kConditioning, kLatent, kImage, kMask };
+enum class ValueType {
+  kModel,
+  kClip,
+  kVae,
+  kConditioning,
+  kLatent,
+  kImage,
+  kMask,
+  kNoise,
+  kGuider,
+  kSampler,
+  kSigmas,  // SamplerCustomAdvanced's inputs
+};
 const char* value_type_name(ValueType t);
 
 // A link seen while parsing, checked once every node is known.
@@ -42,6 +54,8 @@ class NodeInputs {
   Result<double> number(const std::string& name, double lo, double hi);
   Result<int64_t> integer(const std::string& name, int64_t lo, int64_t hi);
   Result<uint64_t> u64(const std::string& name);
+  // A string that must be one of `options` (a ComfyUI combo input).
+  Result<std::string> choice(const std::string& name, const std::vector<std::string>& options);
   Result<Link> link(const std::string& name, ValueType type);
   // Marks an input as known without using it (e.g. "device", "upload").
   void ignore(const std::string& name) { used_.insert(name); }
