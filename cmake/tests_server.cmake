@@ -17,6 +17,11 @@ if(Python3_Interpreter_FOUND)
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/server/test_server_async.py
                    $<TARGET_FILE:sd35-server>)
   set_tests_properties(server_async PROPERTIES LABELS server TIMEOUT 240)
+  # Input images (base64, data: and http(s) URLs, INPUT_DIR), the newer graph nodes, stats.
+  add_test(NAME server_inputs
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/server/test_server_inputs.py
+                   $<TARGET_FILE:sd35-server>)
+  set_tests_properties(server_inputs PROPERTIES LABELS server TIMEOUT 240)
   add_test(NAME server_docs
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/server/test_server_docs.py
                    $<TARGET_FILE:sd35-server>)

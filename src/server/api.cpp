@@ -29,6 +29,11 @@ Api::Api(const ServerConfig& config, const Logger& log, boost::asio::io_context&
       io_(io),
       queue_(service::JobQueueOptions{.max_depth = size_t(std::max(0, config.max_queue_depth))}) {
   workflow_options_.models_dir = config.model_dir;
+  // LoadImage: names inside INPUT_DIR only; inline images (base64, data:, http(s)) with the
+  // media library's size limits and address policy.
+  workflow_options_.input_dir = config.input_dir;
+  workflow_options_.allow_absolute_image_paths = false;
+  workflow_options_.input_images.net.allow_private_addresses = config.allow_private_input_urls;
   webhook_policy_.allow_private_addresses = config.allow_private_webhooks;
 }
 

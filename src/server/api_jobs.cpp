@@ -28,6 +28,8 @@ struct JobOutput {
   std::vector<workflow::SavedImage> saved;
   Timings timings;
   double execute_ms = 0;  // execute_plan wall time (the engine's share of the request)
+  // When each graph node started (stats.comfy_execution.nodes, as ComfyUI's "executing").
+  std::vector<std::pair<std::string, Clock::time_point>> node_starts;
 };
 
 namespace {
@@ -67,6 +69,13 @@ int64_t epoch_ms(Clock::time_point t) {
 }
 
 double round1(double v) { return std::round(v * 10) / 10; }
+
+// stats.comfy_execution.nodes: {"<node id>": {"start": epoch ms}} for every executed node.
+json node_stats(const JobOutput& result) {
+  json nodes = json::object();
+  for (const auto& [id, t] : result.node_starts) nodes[id] = {{"start", epoch_ms(t)}};
+  return nodes;
+}
 
 }  // namespace
 
@@ -187,12 +196,16 @@ service::JobFunction Api::make_job(std::shared_ptr<const workflow::Plan> plan,
       service::JobControl& c;
       ~Unhook() { c.on_cancel(nullptr); }
     } unhook{control};
-    if (log->enabled(LogLevel::kDebug))
-      w->progress = [log](int step, int total) {
-        log->debug("progress", {{"step", step}, {"total", total}});
-      };
+    // Sampler steps become the job's progress events (JobQueue snapshots, debug logs).
+    const bool debug = log->enabled(LogLevel::kDebug);
+    w->progress = [log, debug, &control](int step, int total) {
+      control.report_progress(step, total);
+      if (debug) log->debug("progress", {{"step", step}, {"total", total}});
+    };
     const auto t0 = Clock::now();
-    auto saved = workflow::execute_plan(*plan, *engine, *w);
+    auto saved = workflow::execute_plan(*plan, *engine, *w, [&out](const workflow::PlanNode& n) {
+      out->node_starts.emplace_back(n.id, Clock::now());
+    });
     out->execute_ms = ms_since(t0);
     out->timings = w->timings;
     if (!saved.ok()) return saved.status();
@@ -371,7 +384,7 @@ void Api::finish(const std::shared_ptr<Call>& call, const JobOutput& result,
        {{"start", epoch_ms(info.started)},
         {"end", epoch_ms(info.finished)},
         {"duration", round1(info.run_ms())},
-        {"nodes", json::object()}}},
+        {"nodes", node_stats(result)}}},
       {"preprocess_time", round1(preprocess_ms)},
       {"comfy_round_trip_time", round1(std::chrono::duration<double, std::milli>(
                                            info.finished - t_submit).count())},

@@ -63,6 +63,13 @@ bool parse_config(int argc, char** argv, ServerConfig* c, int* exit_code) {
                  "true: webhooks may target loopback, private and link-local addresses "
                  "(in-cluster receivers, tests); false refuses them (SSRF protection)")
       ->envname("ALLOW_PRIVATE_WEBHOOKS");
+  app.add_option("--input-dir", c->input_dir,
+                 "folder of input images that graphs may name in LoadImage (only names inside it)")
+      ->envname("INPUT_DIR");
+  app.add_option("--allow-private-input-urls", c->allow_private_input_urls,
+                 "true: LoadImage http(s) URLs may point at loopback, private and link-local "
+                 "addresses; false refuses them (SSRF protection)")
+      ->envname("ALLOW_PRIVATE_INPUT_URLS");
   app.add_option("--prepend-filenames", c->prepend_filenames,
                  "true: output files are named <id>_<filename_prefix>_00001_.png; false: "
                  "<id>_00001_.png")

@@ -28,6 +28,10 @@ struct ServerConfig {
   double webhook_retry_delay_s = 1;  // WEBHOOK_RETRY_DELAY_S: first retry delay, doubling
   bool allow_private_webhooks = false;  // ALLOW_PRIVATE_WEBHOOKS: loopback/private targets ok
   bool prepend_filenames = true;     // PREPEND_FILENAMES: "<id>_<prefix>" (false: "<id>")
+  // Input images (LoadImage `image`, comfyui-api contract §6): file names are read from
+  // INPUT_DIR only (no absolute paths, no ".."); base64, data: and http(s) URLs need no files.
+  std::string input_dir = "./input";  // INPUT_DIR
+  bool allow_private_input_urls = false;  // ALLOW_PRIVATE_INPUT_URLS: loopback/private ok
   bool demo = false;                 // --demo: the tiny random model of tests/data/tiny-a
   std::string demo_model_dir;        // SD35_DEMO_MODEL: where tiny-a lives (default: source)
   // WORKFLOW_DIR: JSON workflow templates (docs/workflow-templates.md). Unset: the built-ins

@@ -69,7 +69,9 @@ Result<std::vector<EncodedImage>> encode_outputs(const std::vector<workflow::Sav
                                                  std::vector<std::string>* warnings) {
   std::vector<EncodedImage> out;
   std::map<std::string, int> counters;  // SaveImage numbers files per prefix
-  for (const auto& s : saved)
+  for (const auto& s : saved) {
+    // PreviewImage results live in ComfyUI's temp folder, which comfyui-api never reads.
+    if (s.preview) continue;
     for (int64_t b = 0; b < s.images.size(0); ++b) {
       const Tensor image = s.images.select(0, b);
       char num[16];
@@ -93,6 +95,7 @@ Result<std::vector<EncodedImage>> encode_outputs(const std::vector<workflow::Sav
       if (!png.ok()) return png.status();
       out.push_back({media::base64_encode(*png), png_name});
     }
+  }
   return out;
 }
 

@@ -170,7 +170,7 @@ Result<DataUrl> parse_data_url(std::string_view url, size_t max_decoded_bytes) {
 
   if (is_base64) {
     auto bytes = base64_decode(payload, max_decoded_bytes);
-    if (!bytes.ok()) return bytes.status().with_context("data: URL");
+    if (!bytes.ok()) return bytes.status().with_context("data: URL: ");
     out.data = std::move(bytes).value();
     return out;
   }

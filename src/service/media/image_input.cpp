@@ -49,7 +49,7 @@ Result<std::string> input_image_bytes(std::string_view value, const InputImageOp
       HttpGet get = o.http;
       get.max_bytes = o.limits.max_bytes;
       auto bytes = http_get(value, get, o.net);
-      if (!bytes.ok()) return bytes.status().with_context("fetching the input image");
+      if (!bytes.ok()) return bytes.status().with_context("fetching the input image: ");
       return bytes;
     }
     case InputImageKind::kOtherUrl:
@@ -63,14 +63,14 @@ Result<std::string> input_image_bytes(std::string_view value, const InputImageOp
   }
   auto bytes = base64_decode(value, o.limits.max_bytes);
   if (!bytes.ok())
-    return bytes.status().with_context("input image is neither a URL nor valid base64");
+    return bytes.status().with_context("input image is neither a URL nor valid base64: ");
   return bytes;
 }
 
 Result<Tensor> load_input_image(std::string_view value, const InputImageOptions& o) {
   SD35_ASSIGN_OR_RETURN(std::string bytes, input_image_bytes(value, o));
   auto img = decode_image(bytes, o.limits);
-  if (!img.ok()) return img.status().with_context("input image");
+  if (!img.ok()) return img.status().with_context("input image: ");
   return img;
 }
 

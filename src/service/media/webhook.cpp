@@ -18,7 +18,7 @@ Result<std::string> decode_webhook_secret(std::string_view secret) {
   if (secret.substr(0, 6) == "whsec_") secret.remove_prefix(6);
   if (secret.empty()) return std::string();
   auto key = base64_decode(secret);
-  if (!key.ok()) return key.status().with_context("WEBHOOK_SECRET is not valid base64");
+  if (!key.ok()) return key.status().with_context("WEBHOOK_SECRET is not valid base64: ");
   return key;
 }
 
@@ -73,7 +73,7 @@ void WebhookSender::log(WebhookLogLevel level, std::string_view msg, const json&
 
 Status WebhookSender::enqueue(WebhookDelivery d) {
   // Syntax only: DNS may block, and it runs again before each attempt anyway.
-  SD35_RETURN_IF_ERROR(check_url(d.url, options_.net, /*resolve=*/false).with_context("webhook"));
+  SD35_RETURN_IF_ERROR(check_url(d.url, options_.net, /*resolve=*/false).with_context("webhook: "));
   if (d.standard && d.webhook_id.empty())
     return invalid_argument("webhook: a Standard Webhooks delivery needs a webhook-id");
   std::unique_lock<std::mutex> lk(mu_);

@@ -383,12 +383,14 @@ class Executor {
 
 }  // namespace
 
-Result<std::vector<SavedImage>> execute_plan(const Plan& plan, const Engine& engine,
-                                             Workspace& ws) {
+Result<std::vector<SavedImage>> execute_plan(
+    const Plan& plan, const Engine& engine, Workspace& ws,
+    const std::function<void(const PlanNode&)>& on_node_start) {
   Executor ex(engine, ws);
   std::vector<SavedImage> saved;
   for (const PlanNode& n : plan.nodes) {
     if (ws.cancel.load()) return cancelled("job cancelled");
+    if (on_node_start) on_node_start(n);
     SD35_RETURN_IF_ERROR(ex.run(n, saved));
   }
   return saved;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -218,7 +219,10 @@ struct SavedImage {
 
 // Runs the plan on `engine`, which must have been loaded from plan.engine_models() (the
 // caller loads it once). Returns the SaveImage and PreviewImage nodes' images in plan order.
-Result<std::vector<SavedImage>> execute_plan(const Plan& plan, const Engine& engine, Workspace& ws);
+// `on_node_start` (optional) is called before each node runs (per-node timing, progress).
+Result<std::vector<SavedImage>> execute_plan(
+    const Plan& plan, const Engine& engine, Workspace& ws,
+    const std::function<void(const PlanNode&)>& on_node_start = nullptr);
 
 }  // namespace workflow
 }  // namespace sd35
