@@ -7,23 +7,20 @@ sd35_add_test(test_server_units LABEL unit SOURCES tests/server/test_server_unit
 target_link_libraries(test_server_units PRIVATE sd35_server)
 find_package(Python3 COMPONENTS Interpreter)
 if(Python3_Interpreter_FOUND)
-  add_test(NAME server_http
-           COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/server/test_server_http.py
-                   $<TARGET_FILE:sd35-server>)
-  set_tests_properties(server_http PROPERTIES LABELS server TIMEOUT 180)
+  # One black-box script: starts the real sd35-server (the path is its argument).
+  function(sd35_add_server_test name script)
+    add_test(NAME ${name}
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/server/${script}
+                     $<TARGET_FILE:sd35-server>)
+    set_tests_properties(${name} PROPERTIES LABELS server TIMEOUT 240)
+  endfunction()
+  # Probes, /prompt, the txt2img route, queue, interrupt, API key, drain, warm-up.
+  sd35_add_server_test(server_http test_server_http.py)
   # convert_output and webhooks; signatures checked with the npm standardwebhooks package
   # (node + node_modules from scripts/setup.sh; a missing node fails the test).
-  add_test(NAME server_async
-           COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/server/test_server_async.py
-                   $<TARGET_FILE:sd35-server>)
-  set_tests_properties(server_async PROPERTIES LABELS server TIMEOUT 240)
+  sd35_add_server_test(server_async test_server_async.py)
   # Input images (base64, data: and http(s) URLs, INPUT_DIR), the newer graph nodes, stats.
-  add_test(NAME server_inputs
-           COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/server/test_server_inputs.py
-                   $<TARGET_FILE:sd35-server>)
-  set_tests_properties(server_inputs PROPERTIES LABELS server TIMEOUT 240)
-  add_test(NAME server_docs
-           COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/server/test_server_docs.py
-                   $<TARGET_FILE:sd35-server>)
-  set_tests_properties(server_docs PROPERTIES LABELS server TIMEOUT 240)
+  sd35_add_server_test(server_inputs test_server_inputs.py)
+  # Templates, WORKFLOW_DIR, /docs/json, /docs rendered in headless Chromium.
+  sd35_add_server_test(server_docs test_server_docs.py)
 endif()

@@ -73,6 +73,30 @@ class Server:
         with self.cv:
             return list(self.lines)
 
+    def log_objects(self):
+        """The JSON log lines parsed (other lines skipped)."""
+        out = []
+        for line in self.logs():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def request_raw(self, method, path, body=None, headers=None, timeout=60):
+        """(status, headers with lower-case names, body bytes)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        hdrs = {"Content-Type": "application/json"} if body is not None else {}
+        hdrs.update(headers or {})
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
     def request(self, method, path, body=None, headers=None, timeout=60):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         hdrs = {"Content-Type": "application/json"} if body is not None else {}
@@ -450,13 +474,14 @@ def test_warmup_failure():
         os.unlink(path)
 
 
-def main():
+def run_tests(tests):
+    """Runs each test function (a crash counts as a failure and the others still run), prints
+    the failures and returns the exit status. Shared by every tests/server script."""
     if not os.path.exists(SERVER):
         print("no server binary at " + SERVER)
         return 1
     t0 = time.time()
-    for test in (test_main_server, test_queue_interrupt_auth_drain, test_warmup_and_default_host,
-                 test_warmup_failure):
+    for test in tests:
         try:
             test()
         except Exception as e:  # noqa: BLE001 - a crash is a failure, keep going
@@ -466,6 +491,11 @@ def main():
     for f in FAILURES:
         print("  - " + f)
     return 1 if FAILURES else 0
+
+
+def main():
+    return run_tests((test_main_server, test_queue_interrupt_auth_drain,
+                      test_warmup_and_default_host, test_warmup_failure))
 
 
 if __name__ == "__main__":

@@ -237,20 +237,7 @@ def test_private_urls_refused():
 
 
 def main():
-    if not os.path.exists(SERVER):
-        print("no server binary at " + SERVER)
-        return 1
-    t0 = time.time()
-    for test in (test_main, test_private_urls_refused):
-        try:
-            test()
-        except Exception as e:  # noqa: BLE001 - a crash is a failure, keep going
-            base.FAILURES.append("%s: %s" % (test.__name__, e))
-            print("  FAIL %s raised %r" % (test.__name__, e), flush=True)
-    print("%d failure(s) in %.1f s" % (len(base.FAILURES), time.time() - t0))
-    for f in base.FAILURES:
-        print("  - " + f)
-    return 1 if base.FAILURES else 0
+    return base.run_tests((test_main, test_private_urls_refused))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,17 @@ struct ModelValue {
   double shift = 3.0;
   SkipLayerGuidance slg;
 };
+// SampleParams with what every sampler node shares: the MODEL's ModelSamplingSD3 shift and
+// skip-layer guidance, the sampler, CFG scale and noise seed.
+SampleParams model_sample_params(const ModelValue& m, Sampler sampler, double cfg, uint64_t seed) {
+  SampleParams p;
+  p.sampler = sampler;
+  p.cfg = cfg;
+  p.seed = seed;
+  p.shift = m.shift;
+  p.slg = m.slg;
+  return p;
+}
 struct ClipValue {};
 struct VaeValue {};
 struct CondEntry {
@@ -171,15 +182,10 @@ class Executor {
     const std::vector<ConditioningEntry> pos = entries(in<CondValue>(op.positive));
     const std::vector<ConditioningEntry> neg = entries(in<CondValue>(op.negative));
     if (pos.empty()) return node_fail(n, "positive", invalid_argument("conditioning is empty"));
-    SampleParams p;
-    p.sampler = op.sampler;
+    SampleParams p = model_sample_params(m, op.sampler, op.cfg, op.seed);
     p.scheduler = op.scheduler;
     p.steps = op.steps;
-    p.cfg = op.cfg;
     p.denoise = op.denoise;
-    p.seed = op.seed;
-    p.shift = m.shift;
-    p.slg = m.slg;
     auto x = engine_.sample(ws_, pos, neg, in<Tensor>(op.latent_image), p);
     if (!x.ok()) return node_fail(n, "", x.status());
     out = {std::move(*x)};
@@ -210,14 +216,9 @@ class Executor {
       return ok_status();
     }
     sigmas.erase(sigmas.begin(), sigmas.begin() + op.start_at_step);
-    SampleParams p;
-    p.sampler = op.sampler;
+    SampleParams p = model_sample_params(m, op.sampler, op.cfg, op.noise_seed);
     p.scheduler = op.scheduler;
     p.steps = op.steps;
-    p.cfg = op.cfg;
-    p.seed = op.noise_seed;
-    p.shift = m.shift;
-    p.slg = m.slg;
     p.sigmas = std::move(sigmas);
     if (!op.add_noise) {
       auto z = Tensor::zeros(latent.shape(), DType::kF32);
@@ -287,12 +288,7 @@ class Executor {
     const std::vector<ConditioningEntry> pos = entries(g.positive);
     const std::vector<ConditioningEntry> neg = entries(g.negative);
     if (pos.empty()) return node_fail(n, "guider", invalid_argument("conditioning is empty"));
-    SampleParams p;
-    p.sampler = in<SamplerValue>(op.sampler).sampler;
-    p.cfg = g.cfg;
-    p.seed = nz.seed;
-    p.shift = g.model.shift;
-    p.slg = g.model.slg;
+    SampleParams p = model_sample_params(g.model, in<SamplerValue>(op.sampler).sampler, g.cfg, nz.seed);
     p.sigmas = sigmas;
     p.steps = std::max<int>(1, int(sigmas.size()) - 1);
     auto noise = Tensor::zeros(latent.shape(), DType::kF32);
