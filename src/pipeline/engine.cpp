@@ -242,16 +242,21 @@ Result<std::unique_ptr<Workspace>> Engine::make_workspace(PromptCache* cache) co
       new Workspace(std::move(backend), std::move(text_backend), cache));
 }
 
-Result<Conditioning> Engine::encode_prompt(Workspace& ws, std::string_view text,
-                                           bool use_t5) const {
-  if (ws.cancel.load()) return cancelled("job cancelled");
-  const auto t0 = Clock::now();
+EncodeOptions Engine::encode_options(bool use_t5) const {
   const MMDiTConfig& cfg = mmdit_->config();
   EncodeOptions eo;
   eo.use_t5 = use_t5;
   // The MMDiT's widths, so that absent encoders are zero-padded to what it expects.
   eo.context_dim = cfg.context_dim;
   eo.pooled_dim = cfg.adm_in_channels;
+  return eo;
+}
+
+Result<Conditioning> Engine::encode_prompt(Workspace& ws, std::string_view text,
+                                           bool use_t5) const {
+  if (ws.cancel.load()) return cancelled("job cancelled");
+  const auto t0 = Clock::now();
+  EncodeOptions eo = encode_options(use_t5);
   eo.cache = ws.prompt_cache();
   auto c = sd35::encode_prompt(ws.text_backend(), ws.text_arena(), *text_, text, eo);
   ws.timings.encode_prompt_s += seconds_since(t0);
@@ -263,11 +268,7 @@ Result<Conditioning> Engine::encode_tokens(Workspace& ws, const SD3Tokens& token
                                            bool use_t5) const {
   if (ws.cancel.load()) return cancelled("job cancelled");
   const auto t0 = Clock::now();
-  const MMDiTConfig& cfg = mmdit_->config();
-  EncodeOptions eo;
-  eo.use_t5 = use_t5;
-  eo.context_dim = cfg.context_dim;
-  eo.pooled_dim = cfg.adm_in_channels;
+  const EncodeOptions eo = encode_options(use_t5);
   auto c = sd35::encode_tokens(ws.text_backend(), ws.text_arena(), *text_, tokens, eo);
   ws.timings.encode_prompt_s += seconds_since(t0);
   if (!c.ok()) return c.status().with_context("encoding the prompt: ");

@@ -238,6 +238,8 @@ class Engine {
  private:
   Engine() = default;
   Result<std::unique_ptr<Backend>> new_backend() const;
+  // Text-encoding options with the MMDiT's context and pooled widths.
+  EncodeOptions encode_options(bool use_t5) const;
   void log(const std::string& message) const;
   // The raw VAE decoder output [B, 3, H, W] (f32, host) of a VAE-space host latent.
   Status decode_raw(Workspace& ws, const Tensor& vae_latent, const Tensor& raw) const;
