@@ -35,6 +35,8 @@ MEDIA_PACKAGES=(
 )
 PACKAGES+=("${MEDIA_PACKAGES[@]}")
 
+# The README's examples against the running server.
+PACKAGES+=(curl jq)
 # /docs and its test: the Swagger UI page comes from npm (package.json), rendered in a
 # headless browser by tests/server.
 PACKAGES+=(chromium)
