@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <filesystem>
 
 #include "io/safetensors.h"
@@ -23,11 +24,19 @@ using service::Clock;
 
 std::string Api::version() { return SD35_VERSION; }
 
+namespace {
+service::JobQueueOptions queue_options(const ServerConfig& config) {
+  service::JobQueueOptions o;
+  o.max_depth = size_t(std::max(0, config.max_queue_depth));
+  return o;
+}
+}  // namespace
+
 Api::Api(const ServerConfig& config, const Logger& log, boost::asio::io_context& io)
     : config_(config),
       log_(log),
       io_(io),
-      queue_(service::JobQueueOptions{.max_depth = size_t(std::max(0, config.max_queue_depth))}) {
+      queue_(queue_options(config)) {
   workflow_options_.models_dir = config.model_dir;
   // LoadImage: names inside INPUT_DIR only; inline images (base64, data:, http(s)) with the
   // media library's size limits and address policy.
@@ -35,6 +44,14 @@ Api::Api(const ServerConfig& config, const Logger& log, boost::asio::io_context&
   workflow_options_.allow_absolute_image_paths = false;
   workflow_options_.input_images.net.allow_private_addresses = config.allow_private_input_urls;
   webhook_policy_.allow_private_addresses = config.allow_private_webhooks;
+  // Four threads: validation is mostly waiting on input-image downloads (each bounded by its
+  // timeout); decoding is short next to a generation.
+  preprocess_ = std::make_unique<boost::asio::thread_pool>(4);
+}
+
+Api::~Api() {
+  preprocess_->join();
+  preprocess_.reset();
 }
 
 Status Api::load_workflows() {

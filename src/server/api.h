@@ -31,6 +31,7 @@
 
 namespace boost::asio {
 class io_context;
+class thread_pool;
 }
 
 namespace sd35::server {
@@ -51,6 +52,7 @@ class Api {
  public:
   // `io` runs response building (PNG encoding) off the job worker.
   Api(const ServerConfig& config, const Logger& log, boost::asio::io_context& io);
+  ~Api();  // joins the preprocessing threads first
 
   // Loads the workflow templates (built-ins, WORKFLOW_DIR) and generates the OpenAPI
   // document; bad template files are logged and skipped. Call once, before serving. Fails
@@ -127,7 +129,10 @@ class Api {
   // Hands deliveries to the webhook sender; a refusal (queue full) is logged with the ids.
   void deliver(std::vector<media::WebhookDelivery> deliveries, const std::string& id,
                const std::string& request_id) const;
+  // Cheap checks on the I/O thread, then validation (graph parsing, input-image downloads and
+  // decoding) on the preprocessing pool, then the queue.
   void submit(const std::shared_ptr<Call>& call, Submission submission);
+  void submit_prepared(const std::shared_ptr<Call>& call, Submission submission);
   // Validation shared by HTTP requests and the warm-up: the rewritten graph and its plan.
   std::optional<ApiError> prepare(const Submission& s, nlohmann::json* rewritten,
                                   workflow::Plan* plan) const;
@@ -158,6 +163,10 @@ class Api {
   std::atomic<bool> warm_{false};
   std::atomic<bool> draining_{false};
   std::atomic<int> pending_{0};
+  // Request validation off the I/O threads: an input image URL may take up to its download
+  // timeout, and a large base64 image a while to decode; probes and other clients must not
+  // wait behind them. Declared last: destroyed (joined) first.
+  std::unique_ptr<boost::asio::thread_pool> preprocess_;
 };
 
 }  // namespace sd35::server

@@ -4,6 +4,7 @@
 // for webhook requests a 202 at once and the result as webhook deliveries (outputs.h).
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -274,6 +275,22 @@ void Api::submit(const std::shared_ptr<Call>& call, Submission s) {
   if (draining_.load()) return respond(call, queue_refusal(SubmitOutcome::kDraining, s.id));
   if (s.options.async() && !webhooks_)
     return respond(call, 503, error_body("webhooks are not available on this server", "server"));
+  // Counted as pending until validated, so a SIGTERM drain waits for its answer too.
+  ++pending_;
+  boost::asio::post(*preprocess_, [this, call, s = std::move(s)]() mutable {
+    struct Release {
+      std::atomic<int>& n;
+      ~Release() { --n; }
+    } release{pending_};
+    try {
+      submit_prepared(call, std::move(s));
+    } catch (const std::exception& e) {
+      respond(call, 500, error_body(std::string("internal error: ") + e.what(), "server"));
+    }
+  });
+}
+
+void Api::submit_prepared(const std::shared_ptr<Call>& call, Submission s) {
   const auto t_received = call->start;
   json rewritten;
   workflow::Plan plan;

@@ -13,6 +13,7 @@ import base64
 import http.server
 import os
 import shutil
+import socket
 import struct
 import sys
 import tempfile
@@ -54,6 +55,29 @@ class ImageHost:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class SlowHost:
+    """Accepts connections and answers nothing for `hold_s` seconds, then closes them."""
+
+    def __init__(self, hold_s):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = "http://127.0.0.1:%d/slow.png" % self.sock.getsockname()[1]
+        self.hold_s = hold_s
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Timer(self.hold_s, conn.close).start()
+
+    def close(self):
+        self.sock.close()
 
 
 def png_pixels(b64):
@@ -200,10 +224,32 @@ def test_graph_nodes_and_stats(s, png):
           "an unknown scheduler in BasicScheduler -> 400 naming node 404 (%s)" % status4)
 
 
+def test_slow_url_does_not_block(s):
+    """An input image URL that takes seconds must not hold the I/O thread (this server has
+    HTTP_THREADS=1): probes and other requests are answered meanwhile."""
+    slow = SlowHost(hold_s=4)
+    try:
+        pending = base.run_async(lambda: s.request(
+            "POST", "/workflow/img2img", {"input": {"image": slow.url, "prompt": "x"}}, timeout=60))
+        time.sleep(0.5)  # the request is being validated (waiting for the download)
+        t0 = time.time()
+        status, _, _ = s.request("GET", "/health", timeout=10)
+        waited = time.time() - t0
+        check(status == 200 and waited < 2.0,
+              "/health answers while an image URL is being fetched (%.2f s)" % waited)
+        status, _, body = pending(timeout=60)
+        check(status == 400 and body.get("location") == "input.image",
+              "the stalled image URL -> 400 at input.image once the host gives up (%s %s)" %
+              (status, body))
+    finally:
+        slow.close()
+
+
 def test_main():
-    print("server F: INPUT_DIR, ALLOW_PRIVATE_INPUT_URLS=true", flush=True)
+    print("server F: INPUT_DIR, ALLOW_PRIVATE_INPUT_URLS=true, HTTP_THREADS=1", flush=True)
     input_dir = tempfile.mkdtemp(prefix="sd35_inputs_")
-    s = base.Server({"INPUT_DIR": input_dir, "ALLOW_PRIVATE_INPUT_URLS": "true"})
+    s = base.Server({"INPUT_DIR": input_dir, "ALLOW_PRIVATE_INPUT_URLS": "true",
+                     "HTTP_THREADS": "1"})
     host = None
     try:
         s.wait_healthy()
@@ -214,6 +260,7 @@ def test_main():
         test_img2img_sources(s, png, host, input_dir)
         test_img2img_refusals(s)
         test_graph_nodes_and_stats(s, png)
+        test_slow_url_does_not_block(s)
     finally:
         s.kill()
         if host:
