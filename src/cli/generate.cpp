@@ -41,7 +41,7 @@ struct GenerateOptions {
   std::string slg_layers;  // empty: no skip-layer guidance
   double slg_scale = 3.0, slg_start = 0.01, slg_end = 0.15;
   std::string workflow;       // ComfyUI API-format graph (JSON file); replaces the options above
-  std::string models_dir;     // checkpoints/, text_encoders/ (or clip/) for --workflow
+  std::string models_dir;     // checkpoints/, text_encoders/ (or clip/), vae/ for --workflow
   bool output_given = false;  // -o given: the --workflow output prefix
 };
 
@@ -327,7 +327,7 @@ void register_generate(CLI::App& app, int& exit_code) {
   cmd->add_option("--workflow", opt->workflow,
                   "run a ComfyUI API-format graph (JSON) instead of the options above");
   cmd->add_option("--models-dir", opt->models_dir,
-                  "with --workflow: folder with checkpoints/ and text_encoders/ (or clip/)");
+                  "with --workflow: folder with checkpoints/, text_encoders/ (or clip/), vae/");
   cmd->add_flag("-q,--quiet", opt->quiet, "no progress or timing lines");
   cmd->callback([opt, output, &exit_code] {
     opt->output_given = output->count() > 0;

@@ -103,6 +103,7 @@ void Api::set_engine(std::unique_ptr<Engine> engine, const workflow::Plan& loade
   loaded_checkpoint_ = fs::weakly_canonical(loaded_from.checkpoint, ec).string();
   for (const auto& p : loaded_from.text_encoders)
     loaded_encoders_.insert(fs::weakly_canonical(p, ec).string());
+  loaded_vae_ = loaded_from.vae.empty() ? "" : fs::weakly_canonical(loaded_from.vae, ec).string();
   prompt_cache_ = std::make_unique<PromptCache>();
   engine_ = std::shared_ptr<const Engine>(std::move(engine));
   engine_ready_ = true;

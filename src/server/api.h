@@ -137,6 +137,7 @@ class Api {
   std::optional<ApiError> prepare(const Submission& s, nlohmann::json* rewritten,
                                   workflow::Plan* plan) const;
   std::optional<ApiError> check_models(const workflow::Plan& plan) const;
+  std::optional<ApiError> check_vae(const workflow::Plan& plan) const;  // part of check_models
   // The response of a finished job (on an I/O thread).
   void finish(const std::shared_ptr<Call>& call, const JobOutput& out,
               const Submission& submission, const nlohmann::json& rewritten,
@@ -159,6 +160,7 @@ class Api {
   std::atomic<bool> engine_ready_{false};
   std::string loaded_checkpoint_;              // canonical path
   std::multiset<std::string> loaded_encoders_;  // canonical paths
+  std::string loaded_vae_;  // canonical path of the VAELoader file; "" = the checkpoint's VAE
   std::unique_ptr<PromptCache> prompt_cache_;
   std::atomic<bool> warm_{false};
   std::atomic<bool> draining_{false};

@@ -90,6 +90,10 @@ std::optional<ApiError> Api::check_models(const workflow::Plan& plan) const {
         *node = n.id, *input = "ckpt_name", *cls = n.class_type;
         return;
       }
+      if (auto* c = std::get_if<workflow::VAELoaderOp>(&n.op); c && c->path == path) {
+        *node = n.id, *input = "vae_name", *cls = n.class_type;
+        return;
+      }
       if (auto* c = std::get_if<workflow::ClipLoaderOp>(&n.op))
         for (size_t i = 0; i < c->paths.size(); ++i)
           if (c->paths[i] == path) {
@@ -123,6 +127,41 @@ std::optional<ApiError> Api::check_models(const workflow::Plan& plan) const {
                              " is not loaded by this server (loaded: " + loaded + ")");
     workflow::WorkflowError e{"", "", "", "the graph must load the text encoders this server has loaded: " + loaded};
     return ApiError{400, node_error_body(e, "prompt")};
+  }
+  return check_vae(plan);
+}
+
+std::optional<ApiError> Api::check_vae(const workflow::Plan& plan) const {
+  // The engine's VAE is the warm-up graph's VAELoader file (loaded_vae_) or, without one, the
+  // checkpoint's own (loaded_vae_ empty). A graph asking for any other decodes wrongly.
+  std::error_code ec;
+  const std::string loaded_name = fs::path(loaded_vae_).filename().string();
+  if (!plan.vae.empty() && fs::weakly_canonical(plan.vae, ec).string() != loaded_vae_) {
+    workflow::WorkflowError e;
+    for (const auto& n : plan.nodes)
+      if (std::holds_alternative<workflow::VAELoaderOp>(n.op))
+        e = {n.id, n.class_type, "vae_name", ""};
+    const std::string name = fs::path(plan.vae).filename().string();
+    e.message = loaded_vae_.empty() ? "this server uses the checkpoint's VAE; VAE file " + name +
+                                          " is not loaded (one model set per server)"
+                                    : "this server has VAE file " + loaded_name + " loaded; " +
+                                          name + " is not available (one model set per server)";
+    return ApiError{400, node_error_body(e, "prompt." + e.node_id + ".inputs.vae_name")};
+  }
+  if (!plan.vae.empty() || loaded_vae_.empty()) return std::nullopt;
+  // No VAELoader here, but the server decodes with a VAE file: a VAE input fed by the
+  // checkpoint would get that file's VAE, not the checkpoint's.
+  for (const auto& n : plan.nodes) {
+    const workflow::Link* l = nullptr;
+    if (auto* o = std::get_if<workflow::VAEDecodeOp>(&n.op)) l = &o->vae;
+    if (auto* o = std::get_if<workflow::VAEDecodeTiledOp>(&n.op)) l = &o->vae;
+    if (auto* o = std::get_if<workflow::VAEEncodeOp>(&n.op)) l = &o->vae;
+    if (!l) continue;
+    workflow::WorkflowError e{n.id, n.class_type, "vae",
+                              "this server decodes with VAE file " + loaded_name +
+                                  " (VAELoader), not the checkpoint's VAE; load it with a "
+                                  "VAELoader node (one model set per server)"};
+    return ApiError{400, node_error_body(e, "prompt." + n.id + ".inputs.vae")};
   }
   return std::nullopt;
 }

@@ -18,7 +18,7 @@ bool parse_config(int argc, char** argv, ServerConfig* c, int* exit_code) {
       ->check(CLI::Range(0, 65535));
   app.add_option("--host", c->host, "bind address; '::' listens on IPv6 and IPv4")
       ->envname("HOST");
-  app.add_option("--model-dir", c->model_dir, "models folder (checkpoints/, text_encoders/)")
+  app.add_option("--model-dir", c->model_dir, "models folder (checkpoints/, text_encoders/, vae/)")
       ->envname("MODEL_DIR");
   app.add_option("--max-queue-depth", c->max_queue_depth,
                  "jobs waiting + running before 429 (0: unlimited)")

@@ -109,6 +109,10 @@ struct Segment {
   std::optional<Component> component;  // unset: a CLIP whose role is not yet known
   Layout layout = Layout::kSai;
   std::string role_reason;
+  // The caller named this file's component (WeightInput::role): it wins over the same
+  // component detected in other files, whatever the order (a VAELoader's file over the
+  // checkpoint's VAE).
+  bool forced = false;
   std::optional<Component> name_hint;  // from the file name
   std::vector<const TensorInfo*> tensors;
   int clip_width = 0, clip_layers = 0;
@@ -525,6 +529,23 @@ Result<std::unique_ptr<WeightIndex>> WeightIndexBuilder::build(
       s.role_reason = "checkpoint prefix";
       found.push_back(std::move(s));
     }
+    const bool forced = job.role && !job.diffusers_folder;
+    if (!found.empty() && forced) {
+      // A prefixed file given for one role (a full checkpoint named as the VAE) contributes
+      // that component only; its other keys count as ignored.
+      std::vector<Segment> kept;
+      for (Segment& s : found)
+        if (s.component == job.role) kept.push_back(std::move(s));
+      if (kept.empty())
+        return invalid_argument(job.path + ": given as " + std::string(component_name(*job.role)) +
+                                " but it holds no " + std::string(component_name(*job.role)) +
+                                " weights");
+      found = std::move(kept);
+      for (Segment& s : found) {
+        s.forced = true;
+        s.role_reason = job.role_reason;
+      }
+    }
     if (found.empty()) {
       BareKind k = detect_bare(*file);
       if (!k.error.empty()) return unsupported(job.path + ": " + k.error);
@@ -548,6 +569,7 @@ Result<std::unique_ptr<WeightIndex>> WeightIndexBuilder::build(
           }
           s.component = job.role;
           s.role_reason = job.role_reason;
+          s.forced = forced;
         } else if (k.clip) {
           s.name_hint = clip_role_from_file_name(job.path);
         }
@@ -587,14 +609,26 @@ Result<std::unique_ptr<WeightIndex>> WeightIndexBuilder::build(
 
   SD35_RETURN_IF_ERROR(resolve_clip_roles(segs));
 
-  // Group per component. Shards (disjoint names) merge; a component given again with
-  // overlapping names replaces the earlier one (a separate file overrides the copy inside
-  // a checkpoint when it is named later).
+  // Group per component. A component the caller gave explicitly (a forced role) wins over
+  // the same component detected in other files, in any order: otherwise a partial VAE file
+  // (disjoint names) would silently merge with the checkpoint's. Among the remaining ones,
+  // shards (disjoint names) merge; a component given again with overlapping names replaces
+  // the earlier one (a separate file overrides the copy inside a checkpoint when it is
+  // named later).
   for (Component c : kAllComponents) {
     std::vector<const Segment*> chosen;
     std::set<std::string> names;
+    const Segment* forced_seg = nullptr;
+    for (const Segment& s : segs)
+      if (s.component == c && s.forced && !forced_seg) forced_seg = &s;
     for (const Segment& s : segs) {
       if (s.component != c) continue;
+      if (forced_seg && !s.forced) {
+        index->notes_.push_back(std::string(component_name(c)) + " from " +
+                                index->files_[forced_seg->file]->path() +
+                                " (given) replaces the one in " + index->files_[s.file]->path());
+        continue;
+      }
       bool overlap = false;
       for (const TensorInfo* t : s.tensors) {
         if (names.count(t->name.substr(s.prefix.size()))) {

@@ -19,6 +19,10 @@
 //    768 -> L), then relative size when two are unresolved (the wider one, else the deeper
 //    one, is G) or when the other role is already taken. Otherwise it is an error that asks
 //    for an explicit role.
+//  * a component present in several inputs: an input given with a role (WeightInput::role,
+//    e.g. --vae or a graph's VAELoader) wins over the same component detected in the others,
+//    whatever the order; a prefixed file given with a role contributes that component only.
+//    Without roles, a later file with overlapping names replaces the earlier copy.
 #pragma once
 
 #include <map>

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/png.h"
+#include "io/safetensors.h"
 #include "pipeline/conditioning.h"
 #include "pipeline/engine.h"
 #include "service/workflow/plan.h"
@@ -151,6 +152,90 @@ TEST_F(WorkflowRunTest, RecipeGraphFileRunsWithCombinedNegative) {
   auto plain = (*engine)->sample(**ws, *pos, *empty, *latent, sp);
   ASSERT_TRUE(plain.ok());
   EXPECT_NE(std::memcmp(plain->data(), x->data(), size_t(x->numel()) * sizeof(float)), 0);
+}
+
+// Writes the tiny checkpoint's VAE as a VAE-only file (bare SAI keys, as the SD3.5 repo's
+// VAE files), with decoder.conv_out.weight multiplied by `scale` (bf16, exact for 0.5).
+void write_vae_file(const fs::path& path, float scale) {
+  auto src =
+      SafetensorsFile::open((fs::path(SD35_TEST_DATA_DIR) / "tiny-a/model.safetensors").string());
+  ASSERT_TRUE(src.ok()) << src.status().to_string();
+  const std::string prefix = "first_stage_model.";
+  std::vector<std::pair<std::string, Tensor>> ts;
+  for (const auto& t : (*src)->tensors()) {
+    if (t.name.rfind(prefix, 0) != 0) continue;
+    Tensor v = (*src)->tensor(t);
+    if (scale != 1.0f && t.name == prefix + "decoder.conv_out.weight") {
+      ASSERT_EQ(v.dtype(), DType::kBF16);
+      Tensor owned = Tensor::zeros(v.shape(), v.dtype()).value();
+      std::memcpy(owned.data(), v.data(), size_t(v.numel()) * v.element_size());
+      auto* bits = owned.data_as<uint16_t>();
+      for (int64_t i = 0; i < v.numel(); ++i) {
+        uint32_t u = uint32_t(bits[i]) << 16;
+        float f;
+        std::memcpy(&f, &u, 4);
+        f *= scale;
+        std::memcpy(&u, &f, 4);
+        bits[i] = uint16_t(u >> 16);
+      }
+      v = std::move(owned);
+    }
+    ts.emplace_back(t.name.substr(prefix.size()), std::move(v));
+  }
+  ASSERT_TRUE(write_safetensors(path.string(), ts).ok());
+}
+
+// The recipe's images from one graph: parse, load the engine from the plan, execute.
+Result<Tensor> run_graph(const json& g, const WorkflowOptions& options) {
+  SD35_ASSIGN_OR_RETURN(Plan plan, parse_workflow(g.dump(), options));
+  EngineOptions eo;
+  eo.models = plan.engine_models();
+  SD35_ASSIGN_OR_RETURN(auto engine, Engine::load(eo));
+  SD35_ASSIGN_OR_RETURN(auto ws, engine->make_workspace());
+  SD35_ASSIGN_OR_RETURN(auto saved, execute_plan(plan, *engine, *ws));
+  if (saved.size() != 1) return internal_error("expected one saved image");
+  return std::move(saved[0].images);
+}
+
+// VAELoader: the same VAE as a separate file gives the checkpoint's image bit for bit; a
+// different VAE file (conv_out halved) gives another image, so the engine really decodes
+// with the loader's file and not the checkpoint's VAE. The CLI runs the graph too.
+TEST_F(WorkflowRunTest, VAELoaderFileReplacesCheckpointVae) {
+  fs::create_directories(dir_ / "vae");
+  write_vae_file(dir_ / "vae/sd35_vae.safetensors", 1.0f);
+  write_vae_file(dir_ / "vae/halved.safetensors", 0.5f);
+  auto ref = run_graph(small_recipe(), options_);
+  ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+
+  json g = small_recipe();
+  g["39"] = {{"class_type", "VAELoader"}, {"inputs", {{"vae_name", "sd35_vae.safetensors"}}}};
+  g["8"]["inputs"]["vae"] = {"39", 0};
+  auto same = run_graph(g, options_);
+  ASSERT_TRUE(same.ok()) << same.status().to_string();
+  ASSERT_EQ(same->shape(), ref->shape());
+  EXPECT_EQ(std::memcmp(same->data(), ref->data(), size_t(ref->numel())), 0);
+
+  g["39"]["inputs"]["vae_name"] = "halved.safetensors";
+  auto other = run_graph(g, options_);
+  ASSERT_TRUE(other.ok()) << other.status().to_string();
+  ASSERT_EQ(other->shape(), ref->shape());
+  EXPECT_NE(std::memcmp(other->data(), ref->data(), size_t(ref->numel())), 0);
+
+  // `sd35 generate --workflow` loads Plan::engine_models() too: the halved VAE's image.
+  std::ofstream(dir_ / "vae_graph.json") << g.dump();
+  const std::string cmd = std::string(SD35_EXE) + " generate --workflow '" +
+                          (dir_ / "vae_graph.json").string() + "' --models-dir '" + dir_.string() +
+                          "' --compute f32 -q -o '" + (dir_ / "vaeimg").string() + "' 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string output;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) output.append(buf, n);
+  ASSERT_EQ(pclose(p), 0) << output;
+  auto img = read_png((dir_ / "vaeimg_00001_.png").string());
+  ASSERT_TRUE(img.ok()) << img.status().to_string() << output;
+  ASSERT_EQ(img->numel(), other->numel());
+  EXPECT_EQ(std::memcmp(img->data(), other->data(), size_t(other->numel())), 0);
 }
 
 // `sd35 generate --workflow`: writes <prefix>_00001_.png with the graph in tEXt "prompt",

@@ -7,10 +7,12 @@ LoadImage's `image` as base64, data: URL, http(s) URL (a loopback HTTP server, a
 ALLOW_PRIVATE_INPUT_URLS) and a file name inside INPUT_DIR, through the img2img template and
 raw graphs; the refusals (bad base64, absolute paths, "..", loopback URLs without the flag);
 the newer graph nodes (ImageScale, PreviewImage, KSamplerAdvanced, SamplerCustomAdvanced);
-per-node start times in stats. Python 3 standard library only; every wait is bounded.
+per-node start times in stats; VAELoader (a server warmed up with a VAE file, and the
+refusals of graphs asking for another VAE). Python 3 standard library only; every wait is bounded.
 """
 import base64
 import http.server
+import json
 import os
 import shutil
 import socket
@@ -245,6 +247,102 @@ def test_slow_url_does_not_block(s):
         slow.close()
 
 
+def vae_graph(vae_name, size=64):
+    """The recipe with its VAE from a VAELoader (node 39) instead of the checkpoint."""
+    g = base.small_recipe(size, size, 1)
+    g["39"] = {"class_type": "VAELoader", "inputs": {"vae_name": vae_name}}
+    g["8"]["inputs"]["vae"] = ["39", 0]
+    return g
+
+
+def node_error(body, node):
+    """(input_name, message) of the first error of `node` in a 400's node_errors."""
+    err = (body or {}).get("node_errors", {}).get(node, {}).get("errors", [{}])[0]
+    return err.get("extra_info", {}).get("input_name"), err.get("details", "") + err.get("message", "")
+
+
+def write_vae_only(src, dst):
+    """The tiny checkpoint's first_stage_model.* tensors as a bare VAE file (SAI keys, as the
+    SD3.5 repo's VAE-only safetensors)."""
+    with open(src, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out_header, blobs, pos = {}, [], 0
+    for name, info in header.items():
+        if not name.startswith("first_stage_model."):
+            continue
+        a, b = info["data_offsets"]
+        blobs.append(data[a:b])
+        out_header[name[len("first_stage_model."):]] = dict(info, data_offsets=[pos, pos + b - a])
+        pos += b - a
+    raw = json.dumps(out_header).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
+
+
+def test_vae_refused_by_demo(s):
+    # The demo's model folder has no vae/: the name is refused before anything runs.
+    status, _, body = s.request("POST", "/prompt", {"prompt": vae_graph("sd35_vae.safetensors")})
+    name, msg = node_error(body, "39")
+    check(status == 400 and name == "vae_name" and "not found" in msg,
+          "VAELoader naming a missing file -> 400 naming node 39, input vae_name (%s %s)" % (status, body))
+    status, _, body = s.request("POST", "/prompt", {"prompt": vae_graph("../checkpoints/sd3.5_medium.safetensors")})
+    check(status == 400 and node_error(body, "39")[0] == "vae_name",
+          "VAELoader with a '..' name -> 400 naming node 39, input vae_name (%s)" % status)
+
+
+def test_vae_loader_server():
+    print("server H: MODEL_DIR with vae/, warm-up graph with a VAELoader", flush=True)
+    tiny = os.path.join(HERE, "..", "data", "tiny-a")
+    models = tempfile.mkdtemp(prefix="sd35_vae_models_")
+    for sub in ("checkpoints", "text_encoders", "vae"):
+        os.makedirs(os.path.join(models, sub))
+    for src, dst in [("model.safetensors", "checkpoints/sd3.5_medium.safetensors"),
+                     ("clip_g.safetensors", "text_encoders/clip_g.safetensors"),
+                     ("clip_l.safetensors", "text_encoders/clip_l.safetensors"),
+                     ("t5xxl.safetensors", "text_encoders/t5xxl_fp8_e4m3fn.safetensors"),
+                     ("config.json", "checkpoints/config.json"),
+                     ("config.json", "text_encoders/config.json")]:
+        os.symlink(os.path.abspath(os.path.join(tiny, src)), os.path.join(models, dst))
+    write_vae_only(os.path.join(tiny, "model.safetensors"), os.path.join(models, "vae", "sd35_vae.safetensors"))
+    # A copy, not a link: the server compares canonical paths, a link would be the same file.
+    shutil.copy(os.path.join(models, "vae", "sd35_vae.safetensors"), os.path.join(models, "vae", "other.safetensors"))
+    warmup = os.path.join(models, "warmup.json")
+    with open(warmup, "w") as f:
+        json.dump(vae_graph("sd35_vae.safetensors"), f)
+    s = base.Server({"MODEL_DIR": models, "WARMUP_PROMPT_FILE": warmup}, args=())
+    try:
+        s.wait_healthy(timeout=120)
+        status, _, body = s.request("POST", "/prompt", {"prompt": vae_graph("sd35_vae.safetensors")}, timeout=120)
+        check(status == 200 and len(body.get("images", [])) == 1,
+              "the warm-up's VAELoader graph -> 200 with one image (%s)" % status)
+        status, _, body = s.request("POST", "/prompt", {"prompt": vae_graph("other.safetensors")})
+        name, msg = node_error(body, "39")
+        check(status == 400 and name == "vae_name" and "sd35_vae.safetensors" in msg,
+              "another VAE file -> 400 naming node 39, input vae_name, and the loaded VAE (%s %s)" % (status, body))
+        status, _, body = s.request("POST", "/prompt", {"prompt": base.small_recipe(64, 64, 1)})
+        name, msg = node_error(body, "8")
+        check(status == 400 and name == "vae" and "VAELoader" in msg,
+              "the checkpoint's VAE on a server with a VAE file -> 400 naming node 8, input vae (%s %s)" % (status, body))
+        status, _, body = s.request("GET", "/models")
+        check(status == 200 and "sd35_vae.safetensors" in body.get("vae", []), "/models lists vae/ (%s)" % body)
+        s.kill()
+        # The same folder without the warm-up file: the recipe loads the checkpoint's VAE, so
+        # a VAELoader graph asks for a VAE this server does not hold.
+        s = base.Server({"MODEL_DIR": models}, args=())
+        s.wait_healthy(timeout=120)
+        status, _, body = s.request("POST", "/prompt", {"prompt": vae_graph("sd35_vae.safetensors")})
+        name, msg = node_error(body, "39")
+        check(status == 400 and name == "vae_name" and "checkpoint's VAE" in msg,
+              "a VAELoader on a server using the checkpoint's VAE -> 400 naming node 39, input "
+              "vae_name (%s %s)" % (status, body))
+    finally:
+        s.kill()
+        shutil.rmtree(models, ignore_errors=True)
+
+
 def test_main():
     print("server F: INPUT_DIR, ALLOW_PRIVATE_INPUT_URLS=true, HTTP_THREADS=1", flush=True)
     input_dir = tempfile.mkdtemp(prefix="sd35_inputs_")
@@ -261,6 +359,7 @@ def test_main():
         test_img2img_refusals(s)
         test_graph_nodes_and_stats(s, png)
         test_slow_url_does_not_block(s)
+        test_vae_refused_by_demo(s)
     finally:
         s.kill()
         if host:
@@ -284,7 +383,7 @@ def test_private_urls_refused():
 
 
 def main():
-    return base.run_tests((test_main, test_private_urls_refused))
+    return base.run_tests((test_main, test_private_urls_refused, test_vae_loader_server))
 
 
 if __name__ == "__main__":

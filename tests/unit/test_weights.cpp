@@ -241,6 +241,58 @@ TEST(WeightIndex, ClipRolesWithoutNames) {
   fs::remove_all(dir);
 }
 
+// A component given with a role (a VAELoader's file) wins over the same component detected
+// in another input, in either order; without a role the later file wins as before.
+TEST(WeightIndex, ForcedRoleWinsOverDetected) {
+  fs::path dir = temp_dir();
+  const std::string ckpt = (kTinyA / "model.safetensors").string();
+  auto src = SafetensorsFile::open(ckpt).value();
+  std::vector<std::pair<std::string, Tensor>> ts;
+  const std::string prefix = "first_stage_model.";
+  for (const auto& t : src->tensors())
+    if (t.name.rfind(prefix, 0) == 0) ts.emplace_back(t.name.substr(prefix.size()), src->tensor(t));
+  const std::string vae = (dir / "vae.safetensors").string();
+  ASSERT_TRUE(write_safetensors(vae, ts, {}).ok());
+
+  auto tiny = tiny_index();
+  ASSERT_TRUE(tiny);
+  for (bool vae_first : {true, false}) {
+    SCOPED_TRACE(vae_first ? "VAE file first" : "VAE file last");
+    std::vector<WeightInput> in = {{ckpt, {}}, {vae, Component::kVAE}};
+    if (vae_first) std::swap(in[0], in[1]);
+    auto index = open_or_die(in);
+    ASSERT_TRUE(index);
+    const ComponentSources* cs = index->component(Component::kVAE);
+    ASSERT_NE(cs, nullptr);
+    EXPECT_EQ(cs->files, std::vector<std::string>{vae});
+    EXPECT_EQ(cs->prefix, "");
+    EXPECT_EQ(index->component(Component::kMMDiT)->files, std::vector<std::string>{ckpt});
+    bool noted = false;
+    for (const auto& n : index->notes()) noted |= n.find("(given) replaces") != std::string::npos;
+    EXPECT_TRUE(noted);
+    for (const TensorSource& t : tiny->component(Component::kVAE)->tensors)
+      EXPECT_TRUE(
+          same_bytes(WeightIndex::load(t).value(), index->load(Component::kVAE, t.name).value()))
+          << t.name;
+  }
+  // No role: the later file with overlapping names replaces the earlier one (unchanged).
+  auto plain = open_or_die({{vae, {}}, {ckpt, {}}});
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->component(Component::kVAE)->files, std::vector<std::string>{ckpt});
+  // A prefixed checkpoint given as the VAE contributes its VAE only.
+  auto only = open_or_die({{ckpt, Component::kVAE}});
+  ASSERT_TRUE(only);
+  EXPECT_TRUE(only->has(Component::kVAE));
+  EXPECT_FALSE(only->has(Component::kMMDiT));
+  EXPECT_EQ(only->component(Component::kVAE)->prefix, prefix);
+  // ...and given as a component it lacks, it is refused.
+  auto wrong = WeightIndex::open({{ckpt, Component::kClipL}});
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.status().message().find("holds no clip_l"), std::string::npos)
+      << wrong.status().message();
+  fs::remove_all(dir);
+}
+
 TEST(WeightIndex, HeadsFromMetadata) {
   fs::path dir = temp_dir();
   auto src = SafetensorsFile::open((kTinyA / "clip_l.safetensors").string()).value();

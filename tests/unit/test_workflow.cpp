@@ -49,12 +49,15 @@ class WorkflowTest : public ::testing::Test {
     fs::create_directories(dir_ / "checkpoints");
     fs::create_directories(dir_ / "text_encoders");
     fs::create_directories(dir_ / "clip");
+    fs::create_directories(dir_ / "vae");
     const fs::path tiny = fs::path(SD35_TEST_DATA_DIR) / "tiny-a";
     fs::create_symlink(tiny / "model.safetensors", dir_ / "checkpoints/sd3.5_medium.safetensors");
     fs::create_symlink(tiny / "clip_g.safetensors", dir_ / "text_encoders/clip_g.safetensors");
     fs::create_symlink(tiny / "clip_l.safetensors", dir_ / "clip/clip_l.safetensors");
     fs::create_symlink(tiny / "t5xxl.safetensors",
                        dir_ / "text_encoders/t5xxl_fp8_e4m3fn.safetensors");
+    // Parsing only checks that the file exists; the index reads it at load time.
+    fs::create_symlink(tiny / "model.safetensors", dir_ / "vae/sd35_vae.safetensors");
     options_.models_dir = dir_.string();
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -602,6 +605,139 @@ TEST_F(WorkflowTest, LoadImageInlineAndPolicies) {
   // ...and read when allowed (the CLI's default).
   options_.allow_absolute_image_paths = true;
   EXPECT_TRUE(pixels_of(img2img(abs)).defined());
+}
+
+}  // namespace
+}  // namespace sd35::workflow
+
+namespace sd35::workflow {
+namespace {
+
+// The recipe with its VAE from a VAELoader (node 39) instead of the checkpoint's output 2.
+json vae_loader_recipe() {
+  json g = recipe();
+  g["39"] = {{"class_type", "VAELoader"}, {"inputs", {{"vae_name", "sd35_vae.safetensors"}}}};
+  g["8"]["inputs"]["vae"] = {"39", 0};
+  return g;
+}
+
+TEST_F(WorkflowTest, VAELoaderValidates) {
+  auto plan = parse_workflow(vae_loader_recipe().dump(), options_);
+  ASSERT_TRUE(plan.ok()) << plan.status().to_string();
+  EXPECT_EQ(plan->nodes.size(), 14u);
+  EXPECT_EQ(plan->vae, (dir_ / "vae/sd35_vae.safetensors").string());
+  EXPECT_EQ(plan->checkpoint, (dir_ / "checkpoints/sd3.5_medium.safetensors").string());
+  // The checkpoint, three encoders and the VAE file with its role forced, so the engine's
+  // index takes the VAE from it rather than from the checkpoint.
+  const auto models = plan->engine_models();
+  ASSERT_EQ(models.size(), 5u);
+  EXPECT_EQ(models.back().path, plan->vae);
+  EXPECT_EQ(models.back().role, Component::kVAE);
+  EXPECT_FALSE(models.front().role.has_value());
+  bool found = false;
+  for (const auto& n : plan->nodes)
+    if (const auto* v = std::get_if<VAELoaderOp>(&n.op))
+      found = n.id == "39" && v->path == plan->vae;
+  EXPECT_TRUE(found);
+  // A VAELoader no output needs is dropped, and with it the VAE file.
+  json g = recipe();
+  g["39"] = vae_loader_recipe()["39"];
+  plan = parse_workflow(g.dump(), options_);
+  ASSERT_TRUE(plan.ok()) << plan.status().to_string();
+  EXPECT_TRUE(plan->vae.empty());
+  EXPECT_EQ(plan->engine_models().size(), 4u);
+  // Two VAELoaders naming the same file are one VAE.
+  g = vae_loader_recipe();
+  g["38"] = g["39"];
+  g["9"] = {{"class_type", "VAEEncode"}, {"inputs", {{"pixels", {"8", 0}}, {"vae", {"38", 0}}}}};
+  g["10"] = {{"class_type", "VAEDecode"}, {"inputs", {{"samples", {"9", 0}}, {"vae", {"39", 0}}}}};
+  g["301"]["inputs"]["images"] = {"10", 0};
+  plan = parse_workflow(g.dump(), options_);
+  ASSERT_TRUE(plan.ok()) << plan.status().to_string();
+  EXPECT_EQ(plan->vae, (dir_ / "vae/sd35_vae.safetensors").string());
+}
+
+TEST_F(WorkflowTest, VAELoaderErrors) {
+  struct Case {
+    json value;
+    const char* what;
+  };
+  const Case cases[] = {
+      {"sd35_vae_missing.safetensors", "not found in vae/"},
+      {"../checkpoints/sd3.5_medium.safetensors", ".."},
+      {"sub/../../vae/sd35_vae.safetensors", ".."},
+      {"/etc/passwd", "inside the models folder"},
+      {"", "empty"},
+      {"taesd3", "not supported"},
+      {"pixel_space", "not supported"},
+      {3, "string"},
+      {json::array({"4", 2}), "string"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.value.dump());
+    json g = vae_loader_recipe();
+    g["39"]["inputs"]["vae_name"] = c.value;
+    expect_error(g, "39", "VAELoader", "vae_name", c.what);
+  }
+  json g = vae_loader_recipe();
+  g["39"]["inputs"].erase("vae_name");
+  expect_error(g, "39", "VAELoader", "vae_name", "missing");
+  g = vae_loader_recipe();
+  g["39"]["inputs"]["device"] = "cpu";
+  expect_error(g, "39", "VAELoader", "device", "unknown input");
+  // Links: the VAELoader has one output, a VAE.
+  g = vae_loader_recipe();
+  g["8"]["inputs"]["vae"] = {"39", 1};
+  expect_error(g, "8", "VAEDecode", "vae", "1 output(s)");
+  g = vae_loader_recipe();
+  g["6"]["inputs"]["clip"] = {"39", 0};
+  expect_error(g, "6", "CLIPTextEncode", "clip",
+               "expected CLIP, but output 0 of node 39 (VAELoader) is VAE");
+  g = vae_loader_recipe();
+  g["13"]["inputs"]["model"] = {"39", 0};
+  expect_error(g, "13", "ModelSamplingSD3", "model", "is VAE");
+  g = vae_loader_recipe();
+  g["8"]["inputs"]["vae"] = {"11", 0};
+  expect_error(g, "8", "VAEDecode", "vae", "is CLIP");
+  // One engine, one VAE: two different VAE files, or the loader's VAE next to the
+  // checkpoint's, are refused naming the node that asks for the second one.
+  fs::create_symlink(fs::path(SD35_TEST_DATA_DIR) / "tiny-a/model.safetensors",
+                     dir_ / "vae/other.safetensors");
+  g = vae_loader_recipe();
+  g["38"] = {{"class_type", "VAELoader"}, {"inputs", {{"vae_name", "other.safetensors"}}}};
+  g["9"] = {{"class_type", "VAEDecodeTiled"},
+            {"inputs", {{"samples", {"294", 0}}, {"vae", {"38", 0}}, {"tile_size", 512}}}};
+  g["302"] = {{"class_type", "SaveImage"},
+              {"inputs", {{"images", {"9", 0}}, {"filename_prefix", "b"}}}};
+  WorkflowError e;
+  auto plan = parse_workflow(g.dump(), options_, &e);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_EQ(e.class_type, "VAELoader");
+  EXPECT_EQ(e.input, "vae_name");
+  EXPECT_NE(plan.status().message().find("one VAE file per graph"), std::string::npos);
+  g["9"]["inputs"]["vae"] = {"4", 2};
+  expect_error(g, "9", "VAEDecodeTiled", "vae", "engine holds one VAE");
+}
+
+// Garbage in each VAELoader-graph input gives an error naming that node and input.
+TEST_F(WorkflowTest, VAELoaderGarbageInputs) {
+  const json base = vae_loader_recipe();
+  for (const json& v : {json(nullptr), json::object(), json("x"), json(-1), json::array({"39", 5}),
+                        json::array({"39"}), json::array({39, 0})}) {
+    for (const char* node : {"39", "8"}) {
+      for (auto input = base[node]["inputs"].begin(); input != base[node]["inputs"].end();
+           ++input) {
+        json g = base;
+        g[node]["inputs"][input.key()] = v;
+        WorkflowError e;
+        auto plan = parse_workflow(g.dump(), options_, &e);
+        if (plan.ok()) continue;
+        SCOPED_TRACE(std::string(node) + "." + input.key() + " = " + v.dump());
+        EXPECT_EQ(e.node_id, node);
+        EXPECT_EQ(e.input, input.key());
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -90,6 +90,13 @@ class Executor {
     out = {ClipValue{}};
     return ok_status();
   }
+  // The engine was loaded with this file as its VAE (Plan::engine_models), so the value is
+  // the engine's VAE, as for the checkpoint's VAE output.
+  Status eval(const PlanNode&, const VAELoaderOp&, std::vector<Value>& out,
+              std::vector<SavedImage>&) {
+    out = {VaeValue{}};
+    return ok_status();
+  }
   Status eval(const PlanNode&, const ModelSamplingSD3Op& op, std::vector<Value>& out,
               std::vector<SavedImage>&) {
     ModelValue m = in<ModelValue>(op.model);

@@ -25,6 +25,9 @@ std::vector<WeightInput> Plan::engine_models() const {
   std::vector<WeightInput> out;
   if (!checkpoint.empty()) out.push_back({checkpoint, std::nullopt});
   for (const auto& p : text_encoders) out.push_back({p, std::nullopt});
+  // Forced role: the index then takes the VAE from this file even though the checkpoint
+  // holds one too (WeightIndex: a given role wins over a detected one).
+  if (!vae.empty()) out.push_back({vae, Component::kVAE});
   return out;
 }
 
@@ -52,6 +55,7 @@ std::vector<ValueType> output_types(const std::string& c) {
       {"TripleCLIPLoader", {V::kClip}},
       {"DualCLIPLoader", {V::kClip}},
       {"CLIPLoader", {V::kClip}},
+      {"VAELoader", {V::kVae}},
       {"ModelSamplingSD3", {V::kModel}},
       {"SkipLayerGuidanceSD3", {V::kModel}},
       {"CLIPTextEncode", {V::kConditioning}},
@@ -314,7 +318,29 @@ Result<Plan> parse_workflow(std::string_view json_text, const WorkflowOptions& o
                                   "only one set of text encoders per graph is supported"});
       plan.text_encoders = c->paths;
     }
+    if (auto* c = std::get_if<VAELoaderOp>(&n.op)) {
+      if (!plan.vae.empty() && plan.vae != c->path)
+        return graph_fail(
+            error, {n.id, n.class_type, "vae_name", "only one VAE file per graph is supported"});
+      plan.vae = c->path;
+    }
     plan.nodes.push_back(std::move(n));
+  }
+  // The engine holds one VAE: with a VAELoader, a VAE node fed by the checkpoint's VAE would
+  // silently decode with the loader's file.
+  if (!plan.vae.empty()) {
+    for (const auto& l : links) {
+      if (l.expected != ValueType::kVae || !needed.count(l.node_id)) continue;
+      const PlanNode* from = nullptr;
+      for (const auto& pn : plan.nodes)
+        if (pn.id == l.link.node) from = &pn;
+      if (from && std::holds_alternative<CheckpointLoaderOp>(from->op))
+        return graph_fail(error,
+                          {l.node_id, l.class_type, l.input,
+                           "uses the VAE of checkpoint node " + l.link.node +
+                               " while the graph also loads a VAE file with VAELoader; the "
+                               "engine holds one VAE, so every VAE input must use the same one"});
+    }
   }
   return plan;
 }

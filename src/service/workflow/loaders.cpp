@@ -1,5 +1,5 @@
 // Loader and model-patch nodes: CheckpointLoaderSimple, TripleCLIPLoader, DualCLIPLoader,
-// CLIPLoader, ModelSamplingSD3, SkipLayerGuidanceSD3.
+// CLIPLoader, VAELoader, ModelSamplingSD3, SkipLayerGuidanceSD3.
 #include "service/workflow/node_inputs.h"
 
 namespace sd35::workflow {
@@ -56,6 +56,22 @@ Result<Op> parse_loader_node(NodeInputs& in, bool& known) {
       if (type != "sd3") return in.fail("type", "only type 'sd3' is supported, got '" + type + "'");
       in.ignore("device");
     }
+    return Op(op);
+  }
+  if (c == "VAELoader") {
+    // ComfyUI also offers names without a file: the approximate (TAESD-family) decoders and
+    // "pixel_space"; none of them is an SD3.5 VAE we run, so they get a clear refusal rather
+    // than "file not found".
+    static const std::set<std::string> kSpecial = {"taesd",        "taesdxl",      "taesd3",
+                                                   "taef1",        "pixel_space",  "taehv",
+                                                   "lighttaew2_2", "lighttaew2_1", "lighttaehy1_5"};
+    SD35_ASSIGN_OR_RETURN(std::string name, in.str("vae_name"));
+    if (kSpecial.count(name))
+      return in.fail("vae_name", "'" + name +
+                                     "' (an approximate or pixel-space VAE) is not supported; "
+                                     "name a VAE file in models/vae/");
+    VAELoaderOp op;
+    SD35_ASSIGN_OR_RETURN(op.path, in.model_file("vae_name", {"vae"}));
     return Op(op);
   }
   if (c == "ModelSamplingSD3") {

@@ -45,7 +45,8 @@ struct WorkflowError {
 };
 
 struct WorkflowOptions {
-  // Model folder: checkpoints/<ckpt_name>, text_encoders/<name> or clip/<name>.
+  // Model folder: checkpoints/<ckpt_name>, text_encoders/<name> or clip/<name>,
+  // vae/<vae_name>.
   std::string models_dir;
   // Relative LoadImage paths are looked up here (then as given, unless
   // allow_absolute_image_paths is false).
@@ -72,6 +73,9 @@ struct CheckpointLoaderOp {  // CheckpointLoaderSimple -> MODEL, CLIP, VAE
 };
 struct ClipLoaderOp {  // TripleCLIPLoader / DualCLIPLoader / CLIPLoader -> CLIP
   std::vector<std::string> paths;
+};
+struct VAELoaderOp {  // VAELoader -> VAE (a file in models/vae/)
+  std::string path;
 };
 struct ModelSamplingSD3Op {  // -> MODEL
   Link model;
@@ -180,11 +184,12 @@ struct SaveImageOp {
   bool preview = false;
 };
 
-using Op = std::variant<CheckpointLoaderOp, ClipLoaderOp, ModelSamplingSD3Op, SkipLayerGuidanceOp,
-                        TextEncodeOp, TextEncodeSD3Op, ZeroOutOp, TimestepRangeOp, CombineOp,
-                        EmptyLatentOp, KSamplerOp, KSamplerAdvancedOp, NoiseOp, GuiderOp,
-                        SamplerSelectOp, BasicSchedulerOp, SamplerCustomAdvancedOp, VAEDecodeOp,
-                        VAEDecodeTiledOp, VAEEncodeOp, ImageScaleOp, LoadImageOp, SaveImageOp>;
+using Op =
+    std::variant<CheckpointLoaderOp, ClipLoaderOp, VAELoaderOp, ModelSamplingSD3Op,
+                 SkipLayerGuidanceOp, TextEncodeOp, TextEncodeSD3Op, ZeroOutOp, TimestepRangeOp,
+                 CombineOp, EmptyLatentOp, KSamplerOp, KSamplerAdvancedOp, NoiseOp, GuiderOp,
+                 SamplerSelectOp, BasicSchedulerOp, SamplerCustomAdvancedOp, VAEDecodeOp,
+                 VAEDecodeTiledOp, VAEEncodeOp, ImageScaleOp, LoadImageOp, SaveImageOp>;
 
 struct PlanNode {
   std::string id;
@@ -195,10 +200,14 @@ struct PlanNode {
 struct Plan {
   // The nodes the outputs depend on, in execution (topological) order.
   std::vector<PlanNode> nodes;
-  // The model files the graph loads (one checkpoint at most, text encoders): what the
-  // caller gives Engine::load (engine_models()).
+  // The model files the graph loads (one checkpoint at most, text encoders, a VAELoader's
+  // file): what the caller gives Engine::load (engine_models()). `vae` empty: the VAE nodes
+  // use the checkpoint's VAE; set: every VAE node uses this file's (a graph mixing both is
+  // refused, the engine holds one VAE), given to the engine with the VAE role forced so it
+  // wins over the checkpoint's copy.
   std::string checkpoint;
   std::vector<std::string> text_encoders;
+  std::string vae;
   std::vector<WeightInput> engine_models() const;
 };
 
