@@ -3,8 +3,9 @@
 blocks of POST /prompt and POST /workflow/..., sync (200, images are URLs) and async (202, the
 PUTs arrive later), failures (a store answering 500 / 403 fails the request), the S3 SigV4
 Authorization header checked by an independent implementation here (hashlib/hmac), the refusals
-(unconfigured S3, private targets, hf_upload, ...), bad upload settings at start-up, and the
-SIGTERM drain waiting for an in-flight upload.
+(unconfigured S3, private targets, hf_upload, ...), bad upload settings at start-up, a slow
+store holding only its own request (the engine runs the next job), and the SIGTERM drain
+waiting for an in-flight upload.
 
 Usage: test_server_uploads.py <path to sd35-server>
 
@@ -237,6 +238,30 @@ def test_http_upload_async(s, store):
         check(len(store.wait("/withhook/" + jid, 1, timeout=1)) == 1, "... and the file is there")
 
 
+def test_slow_store_does_not_block(s, store):
+    print("a slow store holds only its own request", flush=True)
+    store.delay["/held"] = 4
+    held = base.run_async(lambda: s.request("POST", "/prompt", {
+        "prompt": base.small_recipe(64, 64, 1), "http_upload": {"url_prefix": store.base + "/held"}},
+        timeout=60))
+    # The 64x64 one-step job takes a fraction of a second; then its PUT waits on the store.
+    time.sleep(1.5)
+    t0 = time.time()
+    status, _, _ = s.request("POST", "/prompt", {"prompt": base.small_recipe(64, 64, 1)})
+    other_s = time.time() - t0
+    try:
+        held(timeout=0)
+        held_done = True
+    except RuntimeError:
+        held_done = False
+    check(status == 200 and not held_done,
+          "another job runs and answers (%.2f s) while the first one's upload is held" % other_s)
+    status, _, body = held(timeout=60)
+    check(status == 200 and body.get("stats", {}).get("upload_time", 0) >= 3000,
+          "the held upload then completes (upload_time %s ms)" % body.get("stats", {}).get("upload_time"))
+    del store.delay["/held"]
+
+
 def test_http_upload_failures(s, store):
     print("http_upload failures", flush=True)
     store.fail["/broken"] = (500, "disk full on the store")
@@ -393,6 +418,7 @@ def test_configured():
                   for o in s.log_objects()), "start-up logs the S3 configuration (AWS_DEFAULT_REGION)")
         test_http_upload_sync(s, store)
         test_http_upload_async(s, store)
+        test_slow_store_does_not_block(s, store)
         test_http_upload_failures(s, store)
         test_s3(s, store)
         test_refusals(s, store)
