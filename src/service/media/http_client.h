@@ -1,5 +1,6 @@
-// Outbound HTTP for the server (webhook POSTs, input-image downloads) through libcurl, with the
-// address policy that keeps request-supplied URLs away from the machine's own network.
+// Outbound HTTP for the server (webhook POSTs, input-image downloads, output upload PUTs) through
+// libcurl, with the address policy that keeps request-supplied URLs away from the machine's own
+// network.
 //
 // URL policy: only http and https. Unless `allow_private_addresses` is set, the host must
 // resolve only to public addresses: loopback, RFC 1918 private, CGNAT (100.64/10), link-local
