@@ -15,6 +15,7 @@ set(SD35_SERVER_SOURCES
   src/server/api.cpp
   src/server/api_jobs.cpp
   src/server/outputs.cpp
+  src/server/uploads.cpp
 )
 add_library(sd35_server STATIC ${SD35_SERVER_SOURCES})
 target_link_libraries(sd35_server PUBLIC sd35_engine sd35_workflow sd35_service_media Boost::headers CLI11::CLI11 Threads::Threads)

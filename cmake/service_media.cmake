@@ -3,7 +3,7 @@
 # libjpeg, libwebp or OpenSSL, and only the server (and its tests) link these.
 find_package(JPEG REQUIRED)      # libjpeg62-turbo-dev
 find_package(CURL REQUIRED)      # libcurl4-openssl-dev
-find_package(OpenSSL REQUIRED)   # libssl-dev: HMAC-SHA256 for Standard Webhooks signatures
+find_package(OpenSSL REQUIRED)   # libssl-dev: HMAC-SHA256 for webhook signatures and S3 SigV4
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(WEBP REQUIRED IMPORTED_TARGET libwebp)  # libwebp-dev ships no CMake config
 
@@ -14,6 +14,7 @@ add_library(sd35_service_media STATIC
   src/service/media/image_input.cpp
   src/service/media/convert_output.cpp
   src/service/media/http_client.cpp
+  src/service/media/s3_sign.cpp
   src/service/media/webhook.cpp
   src/service/media/webhook_events.cpp
 )
@@ -30,8 +31,10 @@ if(SD35_TESTS)
   )
   # The tests also write odd files (gray, CMYK, RGBA) with the libraries directly.
   target_link_libraries(test_service_media PRIVATE sd35_service_media JPEG::JPEG PkgConfig::WEBP)
+  # Outbound HTTP: webhooks, and the S3 SigV4 signer against the AWS documentation's examples.
   sd35_add_test(test_webhook LABEL service SOURCES
     tests/service/test_webhook.cpp
+    tests/service/test_s3_sign.cpp
   )
   target_link_libraries(test_webhook PRIVATE sd35_service_media)
 endif()

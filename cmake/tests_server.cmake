@@ -3,7 +3,8 @@
 # standard library only; the /docs test also drives headless Chromium).
 sd35_add_test(test_server_units LABEL unit SOURCES tests/server/test_server_units.cpp
                                                tests/server/test_server_templates.cpp
-                                               tests/server/test_server_outputs.cpp)
+                                               tests/server/test_server_outputs.cpp
+                                               tests/server/test_server_upload_options.cpp)
 target_link_libraries(test_server_units PRIVATE sd35_server)
 find_package(Python3 COMPONENTS Interpreter)
 if(Python3_Interpreter_FOUND)
@@ -21,6 +22,8 @@ if(Python3_Interpreter_FOUND)
   sd35_add_server_test(server_async test_server_async.py)
   # Input images (base64, data: and http(s) URLs, INPUT_DIR), the newer graph nodes, stats.
   sd35_add_server_test(server_inputs test_server_inputs.py)
+  # Storage uploads (http_upload, s3 with SigV4 checked in Python) against a loopback store.
+  sd35_add_server_test(server_uploads test_server_uploads.py)
   # Templates, WORKFLOW_DIR, /docs/json, /docs rendered in headless Chromium.
   sd35_add_server_test(server_docs test_server_docs.py)
 endif()

@@ -47,11 +47,17 @@ Api::Api(const ServerConfig& config, const Logger& log, boost::asio::io_context&
   // Four threads: validation is mostly waiting on input-image downloads (each bounded by its
   // timeout); decoding is short next to a generation.
   preprocess_ = std::make_unique<boost::asio::thread_pool>(4);
+  // Four uploaders: mostly waiting on stores; each PUT is bounded by UPLOAD_TIMEOUT_S.
+  upload_pool_ = std::make_unique<boost::asio::thread_pool>(4);
 }
 
 Api::~Api() {
   preprocess_->join();
   preprocess_.reset();
+  // The drain already waited for uploads (pending_replies); what is left past it stops now.
+  abort_uploads_ = true;
+  upload_pool_->join();
+  upload_pool_.reset();
 }
 
 Status Api::load_workflows() {
@@ -308,20 +314,6 @@ void Api::route(const std::shared_ptr<Call>& call, Request& request) {
 
 namespace {
 
-// Request fields of comfyui-api this server does not implement (storage uploads and download
-// credentials). Refused with a clear 400: comfyui-api silently drops the key of an
-// unconfigured provider, which loses the client's result.
-std::optional<ApiError> refuse_unsupported(const json& body) {
-  for (const char* key : {"credentials", "s3", "hf_upload", "azure_blob_upload", "http_upload"})
-    if (body.contains(key))
-      return ApiError{400, error_body(std::string(key) +
-                                          " is not supported by this server (storage uploads "
-                                          "and download credentials are not implemented); use "
-                                          "webhook_v2 or the base64 images of the response",
-                                      key)};
-  return std::nullopt;
-}
-
 // The caller's id (a string, as comfyui-api's schema) or a fresh UUID.
 std::optional<ApiError> job_id(const json& body, std::string* id) {
   if (!body.contains("id")) {
@@ -343,11 +335,12 @@ void Api::handle_prompt(const std::shared_ptr<Call>& call, const json& body) {
                    {{"Retry-After", "5"}});
   if (!body.contains("prompt") || !body["prompt"].is_object())
     return respond(call, 400, error_body("prompt (an API-format graph object) is required", "prompt"));
-  if (auto e = refuse_unsupported(body)) return respond(call, *e);
   Submission s;
   if (auto e = job_id(body, &s.id)) return respond(call, *e);
   // Unknown top-level keys are dropped, not echoed (comfyui-api's schema strips them too).
   if (auto e = parse_options(call, body, &s)) return respond(call, *e);
+  if (auto e = parse_upload_options(body, uploads_, &s.options, &s.echo))
+    return respond(call, 400, error_body(e->message, e->location));
   s.graph = body["prompt"];
   submit(call, std::move(s));
 }
@@ -357,18 +350,22 @@ void Api::handle_workflow(const std::shared_ptr<Call>& call, const json& body,
   if (!engine_ready_.load())
     return respond(call, 503, error_body("the model is still loading", "server"),
                    {{"Retry-After", "5"}});
-  if (auto e = refuse_unsupported(body)) return respond(call, *e);
+  // Unsupported comfyui-api fields (hf_upload, …) get parse_upload_options' clearer message.
   for (auto it = body.begin(); it != body.end(); ++it)
     if (it.key() != "input" && it.key() != "id" && it.key() != "webhook" &&
-        it.key() != "webhook_v2" && it.key() != "convert_output")
+        it.key() != "webhook_v2" && it.key() != "convert_output" && it.key() != "http_upload" &&
+        it.key() != "s3" && it.key() != "hf_upload" && it.key() != "azure_blob_upload" &&
+        it.key() != "credentials")
       return respond(call, 400,
                      error_body(it.key() + " is not a field of this endpoint (input, id, webhook, "
-                                           "webhook_v2, convert_output)",
+                                           "webhook_v2, convert_output, s3, http_upload)",
                                 it.key()));
   if (!body.contains("input")) return respond(call, 400, error_body("input is required", "input"));
   Submission s;
   if (auto e = job_id(body, &s.id)) return respond(call, *e);
   if (auto e = parse_options(call, body, &s)) return respond(call, *e);
+  if (auto e = parse_upload_options(body, uploads_, &s.options, &s.echo))
+    return respond(call, 400, error_body(e->message, e->location));
   TemplateError terr;
   auto graph = fill_template(tmpl, body["input"], &s.input, &terr);
   if (!graph)

@@ -5,7 +5,8 @@
 // as one JSON line; all but the /docs page and its files are JSON.
 //
 // Split over two files: api.cpp (routing, auth, probes, docs, request parsing) and
-// api_jobs.cpp (graph → validated plan → queued job → response with base64 PNGs, warm-up).
+// api_jobs.cpp (graph → validated plan → queued job → response with base64 PNGs, warm-up),
+// with the storage uploads in uploads.cpp.
 #pragma once
 
 #include <atomic>
@@ -25,6 +26,7 @@
 #include "server/log.h"
 #include "server/outputs.h"
 #include "server/txt2img.h"
+#include "server/uploads.h"
 #include "server/workflow_registry.h"
 #include "service/job_queue.h"
 #include "service/workflow/plan.h"
@@ -66,12 +68,16 @@ class Api {
   void set_engine(std::unique_ptr<Engine> engine, const workflow::Plan& loaded_from);
   // The webhook sender (owned by main, outlives the Api). Without one, webhook requests get 503.
   void set_webhooks(media::WebhookSender* sender) { webhooks_ = sender; }
+  // Storage uploads (server/uploads.h). Without this call s3 blocks get a 400 and http_upload
+  // targets must be public.
+  void set_uploads(UploadSettings settings) { uploads_ = std::move(settings); }
   // Warm-up done: /health 200, /ready 200 (unless full or draining).
   void set_warm() { warm_ = true; }
   // SIGTERM: /ready 503 and new jobs 503 at once.
   void begin_drain() { draining_ = true; }
   service::JobQueue& queue() { return queue_; }
-  // Accepted requests whose response has not been handed to the transport yet.
+  // Accepted requests whose response has not been handed to the transport yet, and finished
+  // jobs whose uploads (sync or async) are still running: the SIGTERM drain waits for both.
   int pending_replies() const { return pending_.load(); }
 
   void handle(Request&& request, Reply reply);
@@ -138,7 +144,8 @@ class Api {
                                   workflow::Plan* plan) const;
   std::optional<ApiError> check_models(const workflow::Plan& plan) const;
   std::optional<ApiError> check_vae(const workflow::Plan& plan) const;  // part of check_models
-  // The response of a finished job (on an I/O thread).
+  // The response of a finished job: on an I/O thread, or for upload requests on the upload
+  // pool (the PUTs block).
   void finish(const std::shared_ptr<Call>& call, const JobOutput& out,
               const Submission& submission, const nlohmann::json& rewritten,
               double preprocess_ms, service::Clock::time_point t_submit,
@@ -167,8 +174,13 @@ class Api {
   std::atomic<int> pending_{0};
   // Request validation off the I/O threads: an input image URL may take up to its download
   // timeout, and a large base64 image a while to decode; probes and other clients must not
-  // wait behind them. Declared last: destroyed (joined) first.
+  // wait behind them. Joined first in ~Api.
   std::unique_ptr<boost::asio::thread_pool> preprocess_;
+  // Finished jobs with an upload target: encoding and the PUTs, off the engine's worker (it
+  // starts the next job at once) and off the I/O threads (a slow store must not stall probes).
+  UploadSettings uploads_;
+  std::atomic<bool> abort_uploads_{false};  // set at destruction: in-flight PUTs stop
+  std::unique_ptr<boost::asio::thread_pool> upload_pool_;
 };
 
 }  // namespace sd35::server

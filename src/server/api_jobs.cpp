@@ -312,7 +312,7 @@ void Api::submit(const std::shared_ptr<Call>& call, Submission s) {
     return respond(call, 503, error_body("the model is still loading", "server"),
                    {{"Retry-After", "5"}});
   if (draining_.load()) return respond(call, queue_refusal(SubmitOutcome::kDraining, s.id));
-  if (s.options.async() && !webhooks_)
+  if (s.options.has_webhook() && !webhooks_)
     return respond(call, 503, error_body("webhooks are not available on this server", "server"));
   // Counted as pending until validated, so a SIGTERM drain waits for its answer too.
   ++pending_;
@@ -354,10 +354,10 @@ void Api::submit_prepared(const std::shared_ptr<Call>& call, Submission s) {
     if (state->tmpl) accepted["input"] = state->input;
   }
   ++pending_;
-  // Runs on the worker thread: hand the response building (PNG, base64) to the I/O threads so
-  // the engine can start the next job at once.
+  // Runs on the worker thread: hand the response building (PNG, base64) to the I/O threads, or
+  // with uploads to the upload pool, so the engine can start the next job at once.
   auto done = [this, call, out, state, graph, preprocess_ms, t_submit](const JobInfo& info) {
-    boost::asio::post(io_, [this, call, out, state, graph, preprocess_ms, t_submit, info] {
+    auto respond_later = [this, call, out, state, graph, preprocess_ms, t_submit, info] {
       struct Release {
         std::atomic<int>& n;
         ~Release() { --n; }
@@ -371,7 +371,11 @@ void Api::submit_prepared(const std::shared_ptr<Call>& call, Submission s) {
                   state->id, state->request_id);
         respond(call, 500, {{"id", state->id}, {"error", why}});
       }
-    });
+    };
+    if (state->options.uploads())
+      boost::asio::post(*upload_pool_, std::move(respond_later));
+    else
+      boost::asio::post(io_, std::move(respond_later));
   };
   const SubmitOutcome outcome = queue_.submit(state->id, make_job(plan_ptr, out), done);
   if (outcome != SubmitOutcome::kAccepted) {
@@ -427,13 +431,26 @@ void Api::finish(const std::shared_ptr<Call>& call, const JobOutput& result,
     log_.warn("convert_output failed, PNG sent instead",
               {{"id", id}, {"request_id", submission.request_id}, {"warnings", warnings}});
   json images = json::array(), filenames = json::array();
+  double upload_ms = 0;
+  if (submission.options.uploads()) {
+    // On the upload pool (see submit_prepared): the PUTs may take long.
+    const auto t_upload = Clock::now();
+    Status st = upload_outputs(submission.options.upload, uploads_, *encoded, &abort_uploads_);
+    upload_ms = ms_since(t_upload);
+    if (!st.ok()) return fail(500, "failed", st.message());
+    images = upload_urls(submission.options.upload, *encoded);
+    log_.info("outputs uploaded", {{"id", id}, {"request_id", submission.request_id},
+                                   {"target", submission.options.upload.field()},
+                                   {"files", encoded->size()}, {"ms", round1(upload_ms)}});
+  }
   for (auto& e : *encoded) {
-    images.push_back(std::move(e.base64));
+    if (!submission.options.uploads()) images.push_back(media::base64_encode(e.data));
     filenames.push_back(std::move(e.filename));
   }
   body["images"] = std::move(images);
   body["filenames"] = std::move(filenames);
-  const double post_ms = ms_since(t_post);
+  // Encoding (and base64) only: the PUTs are upload_time.
+  const double post_ms = ms_since(t_post) - upload_ms;
   const Timings& t = result.timings;
   body["stats"] = {
       {"comfy_execution",
@@ -445,7 +462,7 @@ void Api::finish(const std::shared_ptr<Call>& call, const JobOutput& result,
       {"comfy_round_trip_time", round1(std::chrono::duration<double, std::milli>(
                                            info.finished - t_submit).count())},
       {"postprocess_time", round1(post_ms)},
-      {"upload_time", 0},
+      {"upload_time", round1(upload_ms)},
       {"total_time", round1(ms_since(call->start))},
       // sd35 additions: where the time went.
       {"queue_time", round1(info.queue_ms())},

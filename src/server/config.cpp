@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 
 #ifndef SD35_DEMO_MODEL_DIR
 #define SD35_DEMO_MODEL_DIR ""
@@ -63,6 +64,14 @@ bool parse_config(int argc, char** argv, ServerConfig* c, int* exit_code) {
                  "true: webhooks may target loopback, private and link-local addresses "
                  "(in-cluster receivers, tests); false refuses them (SSRF protection)")
       ->envname("ALLOW_PRIVATE_WEBHOOKS");
+  app.add_option("--allow-private-uploads", c->allow_private_uploads,
+                 "true: http_upload may PUT to loopback, private and link-local addresses "
+                 "(in-cluster stores, tests); false refuses them (SSRF protection)")
+      ->envname("ALLOW_PRIVATE_UPLOADS");
+  app.add_option("--upload-timeout-s", c->upload_timeout_s,
+                 "seconds one output upload (http_upload or s3 PUT) may take")
+      ->envname("UPLOAD_TIMEOUT_S")
+      ->check(CLI::Range(1.0, 86400.0));
   app.add_option("--input-dir", c->input_dir,
                  "folder of input images that graphs may name in LoadImage (only names inside it)")
       ->envname("INPUT_DIR");
@@ -91,6 +100,19 @@ bool parse_config(int argc, char** argv, ServerConfig* c, int* exit_code) {
     *exit_code = app.exit(e);
     return false;
   }
+  // Credentials only from the environment (flags show up in `ps`), under comfyui-api's names.
+  auto env = [](const char* name) {
+    const char* v = std::getenv(name);
+    return std::string(v ? v : "");
+  };
+  c->http_auth_header_name = env("HTTP_AUTH_HEADER_NAME");
+  c->http_auth_header_value = env("HTTP_AUTH_HEADER_VALUE");
+  c->aws_region = env("AWS_REGION");
+  if (c->aws_region.empty()) c->aws_region = env("AWS_DEFAULT_REGION");
+  c->aws_endpoint_url = env("AWS_ENDPOINT_URL");
+  c->aws_access_key_id = env("AWS_ACCESS_KEY_ID");
+  c->aws_secret_access_key = env("AWS_SECRET_ACCESS_KEY");
+  c->aws_session_token = env("AWS_SESSION_TOKEN");
   if (!parse_log_level(log_level, &c->log_level)) {
     std::fprintf(stderr, "LOG_LEVEL must be debug, info, warn or error, got '%s'\n",
                  log_level.c_str());

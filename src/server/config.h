@@ -32,6 +32,17 @@ struct ServerConfig {
   // INPUT_DIR only (no absolute paths, no ".."); base64, data: and http(s) URLs need no files.
   std::string input_dir = "./input";  // INPUT_DIR
   bool allow_private_input_urls = false;  // ALLOW_PRIVATE_INPUT_URLS: loopback/private ok
+  // Storage uploads (the request's `http_upload` and `s3` blocks; contract §7, §12;
+  // server/uploads.h). Secrets come from the environment only, never from flags.
+  bool allow_private_uploads = false;  // ALLOW_PRIVATE_UPLOADS: http_upload to loopback/private
+  double upload_timeout_s = 300;       // UPLOAD_TIMEOUT_S: one PUT, connection to last byte
+  std::string http_auth_header_name;   // HTTP_AUTH_HEADER_NAME: sent on http_upload PUTs
+  std::string http_auth_header_value;  // HTTP_AUTH_HEADER_VALUE
+  std::string aws_region;              // AWS_REGION, else AWS_DEFAULT_REGION
+  std::string aws_endpoint_url;        // AWS_ENDPOINT_URL: S3-compatible store (path style)
+  std::string aws_access_key_id;       // AWS_ACCESS_KEY_ID
+  std::string aws_secret_access_key;   // AWS_SECRET_ACCESS_KEY
+  std::string aws_session_token;       // AWS_SESSION_TOKEN (optional)
   bool demo = false;                 // --demo: the tiny random model of tests/data/tiny-a
   std::string demo_model_dir;        // SD35_DEMO_MODEL: where tiny-a lives (default: source)
   // WORKFLOW_DIR: JSON workflow templates (docs/workflow-templates.md). Unset: the built-ins

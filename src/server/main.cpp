@@ -7,7 +7,8 @@
 //   4. /health 200; serve until SIGTERM/SIGINT,
 //   5. drain: /ready 503 and new jobs 503 at once, queued and running jobs get
 //      DRAIN_TIMEOUT_S to finish (then are interrupted, so every client gets an answer),
-//      responses flushed, webhooks flushed within what is left of DRAIN_TIMEOUT_S, exit 0.
+//      responses and uploads finished, webhooks flushed within what is left of
+//      DRAIN_TIMEOUT_S, exit 0.
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <cstdio>
@@ -132,6 +133,21 @@ int run(int argc, char** argv) {
     return 2;
   }
   std::unique_ptr<media::WebhookSender> webhooks = std::move(*webhooks_or);
+  // Upload settings are checked before listening too (a bad AWS_ENDPOINT_URL or auth header).
+  std::string upload_notes;
+  auto uploads_or = make_upload_settings(config, &upload_notes);
+  if (!uploads_or.ok()) {
+    log.error("start-up failed", {{"reason", uploads_or.status().to_string()}});
+    return 2;
+  }
+  if (!upload_notes.empty()) log.warn(upload_notes);
+  if (uploads_or->s3_configured)
+    log.info("s3 uploads enabled",
+             {{"region", config.aws_region},
+              {"endpoint", config.aws_endpoint_url.empty() ? "https://s3." + config.aws_region +
+                                                                 ".amazonaws.com"
+                                                           : config.aws_endpoint_url},
+              {"session_token", !config.aws_session_token.empty()}});
 
   HttpServerOptions http_options;
   http_options.host = config.host;
@@ -146,6 +162,7 @@ int run(int argc, char** argv) {
       });
   api = std::make_unique<Api>(config, log, server.io());
   api->set_webhooks(webhooks.get());
+  api->set_uploads(std::move(*uploads_or));
   // The Api (its queue's worker may still post completions) goes before the io_context.
   struct ApiReset {
     std::unique_ptr<Api>& api;
@@ -266,9 +283,17 @@ int run(int argc, char** argv) {
                         {"timeout_s", config.drain_timeout_s}});
   const bool drained = api->queue().drain(
       std::chrono::milliseconds(int64_t(config.drain_timeout_s * 1000)));
-  // Responses of finished jobs are built on the I/O threads; let them go out.
-  for (int i = 0; i < 500 && api->pending_replies() > 0; ++i)
+  // Responses of finished jobs are built on the I/O threads, and their uploads (sync or async)
+  // run on the upload pool; let them finish within what is left of DRAIN_TIMEOUT_S (at least
+  // 5 s for the responses, as before uploads existed).
+  const auto reply_deadline =
+      std::max(drain_start + std::chrono::milliseconds(int64_t(config.drain_timeout_s * 1000)),
+               std::chrono::steady_clock::now() + std::chrono::seconds(5));
+  while (api->pending_replies() > 0 && std::chrono::steady_clock::now() < reply_deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (api->pending_replies() > 0)
+    log.error("drain timed out with responses or uploads unfinished",
+              {{"pending", api->pending_replies()}});
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the last writes
   // Webhooks of the jobs that finished (queued by the response builders above) get what is
   // left of the drain budget; the sender skips retry delays while flushing.

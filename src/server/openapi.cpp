@@ -96,6 +96,27 @@ json component_schemas() {
                           "accepted and logged."},
           {"additionalProperties", true}}}}},
       {"required", {"format"}}};
+  s["HttpUpload"] = {
+      {"type", "object"},
+      {"description", "PUT each image to <url_prefix>/<filename> (Content-Type of its format, "
+                      "plus HTTP_AUTH_HEADER_NAME/VALUE when set); images become those URLs. "
+                      "A failed PUT fails the request (500, or prompt.failed when async)."},
+      {"properties",
+       {{"url_prefix", {{"type", "string"}, {"format", "uri"}}},
+        {"async", {{"type", "boolean"}, {"default", false},
+                   {"description", "true: 202 at once, the upload happens after the job"}}}}},
+      {"required", {"url_prefix"}}};
+  s["S3Upload"] = {
+      {"type", "object"},
+      {"description", "Upload each image to s3://<bucket>/<prefix><filename> (SigV4, the "
+                      "server's AWS_* settings; AWS_ENDPOINT_URL for S3-compatible stores); "
+                      "images become those s3:// URLs. A failed PUT fails the request."},
+      {"properties",
+       {{"bucket", {{"type", "string"}}},
+        {"prefix", {{"type", "string"}, {"description", "key prefix, \"\" for the root"}}},
+        {"async", {{"type", "boolean"}, {"default", false},
+                   {"description", "true: 202 at once, the upload happens after the job"}}}}},
+      {"required", {"bucket", "prefix"}}};
   s["Stats"] = {{"type", "object"},
                 {"description", "Timings in milliseconds (comfyui-api's, plus queue_time and "
                                 "engine, where the time went)."},
@@ -115,13 +136,16 @@ json component_schemas() {
         {"prompt", ref("Graph")},
         {"images", {{"type", "array"},
                     {"items", {{"type", "string"}, {"format", "byte"}}},
-                    {"description", "base64 images (no data: prefix), one per saved image"}}},
+                    {"description", "base64 images (no data: prefix), one per saved image; "
+                                    "with http_upload or s3, their destination URLs"}}},
         {"filenames", {{"type", "array"}, {"items", {{"type", "string"}}},
                        {"description", "\"<id>_ComfyUI_00001_.png\", one per image"}}},
         {"stats", ref("Stats")},
         {"webhook", {{"type", "string"}}},
         {"webhook_v2", {{"type", "string"}}},
         {"convert_output", ref("ConvertOutput")},
+        {"http_upload", ref("HttpUpload")},
+        {"s3", ref("S3Upload")},
         {"status", {{"type", "string"}, {"enum", {"ok"}}}}}},
       {"required", {"id", "prompt"}}};
   s["JobFailed"] = {{"type", "object"},
@@ -152,7 +176,9 @@ json request_common_properties() {
                                       "POST (webhook-id, webhook-timestamp, webhook-signature "
                                       "with WEBHOOK_SECRET) of type prompt.complete (the 200 "
                                       "body) or prompt.failed."}}},
-      {"convert_output", ref("ConvertOutput")}};
+      {"convert_output", ref("ConvertOutput")},
+      {"http_upload", ref("HttpUpload")},
+      {"s3", ref("S3Upload")}};
 }
 
 // Status codes every job route answers besides 200/202.

@@ -83,7 +83,8 @@ Result<std::vector<EncodedImage>> encode_outputs(const std::vector<workflow::Sav
         if (view.ok()) {
           auto encoded = media::encode_image(*view, convert);
           if (encoded.ok()) {
-            out.push_back({media::base64_encode(*encoded), media::output_filename(png_name, convert)});
+            out.push_back({std::move(*encoded), media::output_filename(png_name, convert),
+                           std::string(media::mime_type(convert.format))});
             continue;
           }
           why = encoded.status();
@@ -93,7 +94,7 @@ Result<std::vector<EncodedImage>> encode_outputs(const std::vector<workflow::Sav
       }
       auto png = encode_png(image, {{"prompt", prompt_text}});
       if (!png.ok()) return png.status();
-      out.push_back({media::base64_encode(*png), png_name});
+      out.push_back({std::move(*png), png_name, "image/png"});
     }
   }
   return out;

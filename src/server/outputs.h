@@ -32,12 +32,25 @@
 
 namespace sd35::server {
 
+// Where a request's output files go instead of base64 in the response (server/uploads.h).
+struct UploadTarget {
+  enum class Kind { kNone, kHttp, kS3 };
+  Kind kind = Kind::kNone;
+  std::string url_prefix;      // kHttp: files go to <url_prefix>/<filename>
+  std::string bucket, prefix;  // kS3: s3://<bucket>/<prefix><filename>
+  bool async = false;          // 202 at once, upload after the job
+  const char* field() const { return kind == Kind::kS3 ? "s3" : "http_upload"; }
+};
+
 struct RequestOptions {
   std::string webhook;     // legacy, unsigned, one POST per file ("" = none)
   std::string webhook_v2;  // Standard Webhooks, one POST per job ("" = none)
   media::ConvertOutput convert;
-  // 202 at once, results to the webhook(s) (contract §3).
-  bool async() const { return !webhook.empty() || !webhook_v2.empty(); }
+  UploadTarget upload;
+  bool has_webhook() const { return !webhook.empty() || !webhook_v2.empty(); }
+  bool uploads() const { return upload.kind != UploadTarget::Kind::kNone; }
+  // 202 at once, results to the webhook(s) and/or the store (contract §3).
+  bool async() const { return has_webhook() || (uploads() && upload.async); }
 };
 
 struct FieldError {
@@ -53,8 +66,9 @@ std::optional<FieldError> parse_request_options(const nlohmann::json& body,
                                                 RequestOptions* out, nlohmann::json* echo);
 
 struct EncodedImage {
-  std::string base64;    // standard alphabet, padded, no data: prefix (comfyui-api)
-  std::string filename;  // "<prefix>_00001_.png" / ".jpeg" / ".jpg" / ".webp"
+  std::string data;          // the file's bytes (base64 in responses, the body of uploads)
+  std::string filename;      // "<prefix>_00001_.png" / ".jpeg" / ".jpg" / ".webp"
+  std::string content_type;  // image/png, image/jpeg, image/webp
 };
 
 // Encodes every image of a job in SaveImage order, numbering files per prefix as ComfyUI's

@@ -73,7 +73,8 @@ TEST(EncodeOutputs, NumbersFilesPerPrefixAndConverts) {
   EXPECT_EQ((*png)[0].filename, "job_ComfyUI_00001_.png");
   EXPECT_EQ((*png)[1].filename, "job_ComfyUI_00002_.png");
   EXPECT_EQ((*png)[2].filename, "job_x_00001_.png");
-  const std::string bytes = *media::base64_decode((*png)[0].base64);
+  const std::string& bytes = (*png)[0].data;
+  EXPECT_EQ((*png)[0].content_type, "image/png");
   EXPECT_EQ(bytes.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
   EXPECT_NE(bytes.find("prompt"), std::string::npos);  // ComfyUI's metadata chunk
 
@@ -82,7 +83,8 @@ TEST(EncodeOutputs, NumbersFilesPerPrefixAndConverts) {
   auto webp = encode_outputs(saved, *c, "{}", &warnings);
   ASSERT_TRUE(webp.ok());
   EXPECT_EQ((*webp)[3].filename, "job_x_00002_.webp");
-  EXPECT_EQ(media::base64_decode((*webp)[3].base64)->substr(8, 4), "WEBP");
+  EXPECT_EQ((*webp)[3].data.substr(8, 4), "WEBP");
+  EXPECT_EQ((*webp)[3].content_type, "image/webp");
   EXPECT_TRUE(warnings.empty());
 }
 

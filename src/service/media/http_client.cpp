@@ -245,7 +245,10 @@ Status check_url_literal(std::string_view url, const NetPolicy& policy) {
   return ok_status();
 }
 
-Result<HttpResponse> http_post(const HttpPost& req, const NetPolicy& policy) {
+namespace {
+
+Result<HttpResponse> send_with_body(const char* method, const HttpPost& req,
+                                    const NetPolicy& policy) {
   SD35_ASSIGN_OR_RETURN(UrlParts parts, parse_url(req.url));
   SD35_RETURN_IF_ERROR(resolve_and_check(parts.host, policy));
   Transfer t;
@@ -271,16 +274,29 @@ Result<HttpResponse> http_post(const HttpPost& req, const NetPolicy& policy) {
   list = curl_slist_append(list, "Expect:");
   std::unique_ptr<curl_slist, SlistDeleter> headers(list);
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
+  // POSTFIELDS sends the body for any method; CUSTOMREQUEST only renames the verb.
   curl_easy_setopt(h, CURLOPT_POST, 1L);
+  if (std::strcmp(method, "POST") != 0) curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
   curl_easy_setopt(h, CURLOPT_POSTFIELDS, req.body.data());
   curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(req.body.size()));
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+  if (req.path_as_is) curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
   CURLcode rc = curl_easy_perform(h);
   if (rc != CURLE_OK) return transfer_error(rc, t, errbuf, req.url);
   HttpResponse resp;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp.status);
   resp.body = std::move(t.body);
   return resp;
+}
+
+}  // namespace
+
+Result<HttpResponse> http_post(const HttpPost& req, const NetPolicy& policy) {
+  return send_with_body("POST", req, policy);
+}
+
+Result<HttpResponse> http_put(const HttpPost& req, const NetPolicy& policy) {
+  return send_with_body("PUT", req, policy);
 }
 
 Result<std::string> http_get(std::string_view url, const HttpGet& o, const NetPolicy& policy) {

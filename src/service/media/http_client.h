@@ -1,5 +1,6 @@
-// Outbound HTTP for the server (webhook POSTs, input-image downloads) through libcurl, with the
-// address policy that keeps request-supplied URLs away from the machine's own network.
+// Outbound HTTP for the server (webhook POSTs, input-image downloads, output upload PUTs) through
+// libcurl, with the address policy that keeps request-supplied URLs away from the machine's own
+// network.
 //
 // URL policy: only http and https. Unless `allow_private_addresses` is set, the host must
 // resolve only to public addresses: loopback, RFC 1918 private, CGNAT (100.64/10), link-local
@@ -61,12 +62,17 @@ struct HttpPost {
   std::chrono::milliseconds timeout{15000};  // whole request
   size_t max_response_bytes = 4096;          // kept for logs; the rest is read and discarded
   const std::atomic<bool>* abort = nullptr;  // set → the transfer stops (shutdown)
+  // Send the path byte for byte: no "/./" or "/../" squashing (a signed S3 key must arrive as
+  // it was signed).
+  bool path_as_is = false;
 };
 
 // One POST, no redirects followed (a webhook receiver that redirects is misconfigured, and a
 // POST would turn into a GET). Any HTTP status is a successful transfer (the caller judges
 // 2xx); refused URLs → kInvalidArgument; network errors and timeouts → kIo.
 Result<HttpResponse> http_post(const HttpPost& request, const NetPolicy& policy);
+// The same request with the PUT method (storage uploads: http_upload, S3).
+Result<HttpResponse> http_put(const HttpPost& request, const NetPolicy& policy);
 
 struct HttpGet {
   std::chrono::milliseconds connect_timeout{5000};
