@@ -71,6 +71,12 @@ int64_t epoch_ms(Clock::time_point t) {
 
 double round1(double v) { return std::round(v * 10) / 10; }
 
+// Gives back one count of Api::pending_ (a request whose answer is not out yet) on scope exit.
+struct PendingRelease {
+  std::atomic<int>& n;
+  ~PendingRelease() { --n; }
+};
+
 // stats.comfy_execution.nodes: {"<node id>": {"start": epoch ms}} for every executed node.
 json node_stats(const JobOutput& result) {
   json nodes = json::object();
@@ -317,10 +323,7 @@ void Api::submit(const std::shared_ptr<Call>& call, Submission s) {
   // Counted as pending until validated, so a SIGTERM drain waits for its answer too.
   ++pending_;
   boost::asio::post(*preprocess_, [this, call, s = std::move(s)]() mutable {
-    struct Release {
-      std::atomic<int>& n;
-      ~Release() { --n; }
-    } release{pending_};
+    PendingRelease release{pending_};
     try {
       submit_prepared(call, std::move(s));
     } catch (const std::exception& e) {
@@ -358,10 +361,7 @@ void Api::submit_prepared(const std::shared_ptr<Call>& call, Submission s) {
   // with uploads to the upload pool, so the engine can start the next job at once.
   auto done = [this, call, out, state, graph, preprocess_ms, t_submit](const JobInfo& info) {
     auto respond_later = [this, call, out, state, graph, preprocess_ms, t_submit, info] {
-      struct Release {
-        std::atomic<int>& n;
-        ~Release() { --n; }
-      } release{pending_};
+      PendingRelease release{pending_};
       try {
         finish(call, *out, *state, *graph, preprocess_ms, t_submit, info);
       } catch (const std::exception& e) {

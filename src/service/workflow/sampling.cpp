@@ -27,6 +27,21 @@ Result<bool> enabled(NodeInputs& in, const std::string& name) {
   return v == "enable";
 }
 
+// The inputs KSampler and KSamplerAdvanced share (same names, ranges and links).
+template <class SamplerOp>
+Status ksampler_inputs(NodeInputs& in, SamplerOp& op) {
+  SD35_ASSIGN_OR_RETURN(op.model, in.link("model", ValueType::kModel));
+  SD35_ASSIGN_OR_RETURN(int64_t steps, in.integer("steps", 1, 10000));
+  op.steps = int(steps);
+  SD35_ASSIGN_OR_RETURN(op.cfg, in.number("cfg", 0.0, 100.0));
+  SD35_ASSIGN_OR_RETURN(op.sampler, sampler_input(in));
+  SD35_ASSIGN_OR_RETURN(op.scheduler, scheduler_input(in));
+  SD35_ASSIGN_OR_RETURN(op.positive, in.link("positive", ValueType::kConditioning));
+  SD35_ASSIGN_OR_RETURN(op.negative, in.link("negative", ValueType::kConditioning));
+  SD35_ASSIGN_OR_RETURN(op.latent_image, in.link("latent_image", ValueType::kLatent));
+  return ok_status();
+}
+
 }  // namespace
 
 Result<Op> parse_sampling_node(NodeInputs& in, bool& known) {
@@ -34,32 +49,16 @@ Result<Op> parse_sampling_node(NodeInputs& in, bool& known) {
   const std::string& c = in.class_type();
   if (c == "KSampler") {
     KSamplerOp op;
-    SD35_ASSIGN_OR_RETURN(op.model, in.link("model", ValueType::kModel));
+    SD35_RETURN_IF_ERROR(ksampler_inputs(in, op));
     SD35_ASSIGN_OR_RETURN(op.seed, in.u64("seed"));
-    SD35_ASSIGN_OR_RETURN(int64_t steps, in.integer("steps", 1, 10000));
-    op.steps = int(steps);
-    SD35_ASSIGN_OR_RETURN(op.cfg, in.number("cfg", 0.0, 100.0));
-    SD35_ASSIGN_OR_RETURN(op.sampler, sampler_input(in));
-    SD35_ASSIGN_OR_RETURN(op.scheduler, scheduler_input(in));
-    SD35_ASSIGN_OR_RETURN(op.positive, in.link("positive", ValueType::kConditioning));
-    SD35_ASSIGN_OR_RETURN(op.negative, in.link("negative", ValueType::kConditioning));
-    SD35_ASSIGN_OR_RETURN(op.latent_image, in.link("latent_image", ValueType::kLatent));
     SD35_ASSIGN_OR_RETURN(op.denoise, in.number("denoise", 0.0, 1.0));
     return Op(op);
   }
   if (c == "KSamplerAdvanced") {
     KSamplerAdvancedOp op;
-    SD35_ASSIGN_OR_RETURN(op.model, in.link("model", ValueType::kModel));
+    SD35_RETURN_IF_ERROR(ksampler_inputs(in, op));
     SD35_ASSIGN_OR_RETURN(op.add_noise, enabled(in, "add_noise"));
     SD35_ASSIGN_OR_RETURN(op.noise_seed, in.u64("noise_seed"));
-    SD35_ASSIGN_OR_RETURN(int64_t steps, in.integer("steps", 1, 10000));
-    op.steps = int(steps);
-    SD35_ASSIGN_OR_RETURN(op.cfg, in.number("cfg", 0.0, 100.0));
-    SD35_ASSIGN_OR_RETURN(op.sampler, sampler_input(in));
-    SD35_ASSIGN_OR_RETURN(op.scheduler, scheduler_input(in));
-    SD35_ASSIGN_OR_RETURN(op.positive, in.link("positive", ValueType::kConditioning));
-    SD35_ASSIGN_OR_RETURN(op.negative, in.link("negative", ValueType::kConditioning));
-    SD35_ASSIGN_OR_RETURN(op.latent_image, in.link("latent_image", ValueType::kLatent));
     SD35_ASSIGN_OR_RETURN(int64_t start, in.integer("start_at_step", 0, 10000));
     SD35_ASSIGN_OR_RETURN(int64_t end, in.integer("end_at_step", 0, 10000));
     op.start_at_step = int(start);
