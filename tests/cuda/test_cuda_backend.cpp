@@ -209,6 +209,53 @@ TEST(CudaOps, LayerNormAndRmsNorm) {
   }
 }
 
+TEST(CudaOps, PerHeadNormsInPlaceOnQkvSlices) {
+  // The MMDiT's q/k norm: rows of head_dim values inside a fused [B, L, 3·H·hd] qkv buffer,
+  // normalised in place per head. Head sizes of 16..512 bytes take the 16-byte vector kernel
+  // (1 to 32 threads per row); the offset-by-one view and the odd head size take the
+  // generic kernels, which must agree too. Same tolerances as LayerNormAndRmsNorm.
+  const int64_t B = 2, L = 7, H = 3;
+  struct Case {
+    DType t;
+    int64_t hd;
+    int64_t offset;  // elements before the q slice (breaks the 16-byte alignment when odd)
+  };
+  const Case cases[] = {{DType::kBF16, 64, 0}, {DType::kF16, 64, 0}, {DType::kF32, 64, 0},
+                        {DType::kBF16, 8, 0},  {DType::kBF16, 256, 0}, {DType::kF32, 4, 0},
+                        {DType::kF32, 128, 0}, {DType::kBF16, 64, 1}, {DType::kBF16, 36, 0}};
+  for (const Case& c : cases) {
+    const int64_t D = H * c.hd, row = 3 * D + c.offset;
+    auto qkv = Mirror::make({B, L, row}, c.t);
+    auto w = Mirror::make({c.hd}, DType::kF32);
+    auto bias = Mirror::make({c.hd}, DType::kBF16);
+    qkv->fill_random(uint32_t(c.hd * 7 + c.offset), 3.0f, 0.25f);
+    w->fill_random(uint32_t(c.hd + 11));
+    bias->fill_random(uint32_t(c.hd + 13));
+    for (Mirror* m : {qkv.get(), w.get(), bias.get()}) m->upload();
+    const Shape hs{B, L, H, c.hd}, hst{L * row, row, c.hd, 1};
+    const std::string tag = " " + dt(c.t) + " hd=" + std::to_string(c.hd) + " offset=" +
+                            std::to_string(c.offset);
+    run_and_compare("rms_norm q in place" + tag, {{qkv.get(), elementwise_tol(c.t, 4)}},
+                    [&](Backend& b, bool d) {
+                      Tensor q = side(*qkv, d, hs, hst, c.offset), wv = side(*w, d);
+                      return b.rms_norm(q, &wv, 1e-6f, q);
+                    });
+    run_and_compare("layer_norm k in place" + tag, {{qkv.get(), elementwise_tol(c.t, 4)}},
+                    [&](Backend& b, bool d) {
+                      Tensor k = side(*qkv, d, hs, hst, c.offset + D);
+                      Tensor wv = side(*w, d), bv = side(*bias, d);
+                      return b.layer_norm(k, &wv, &bv, 1e-6f, k);
+                    });
+    // Out of place into a dense [B, L, H, hd] tensor, no weight.
+    auto y = Mirror::make(hs, c.t);
+    run_and_compare("rms_norm v to dense" + tag, {{y.get(), elementwise_tol(c.t, 4)}},
+                    [&](Backend& b, bool d) {
+                      return b.rms_norm(side(*qkv, d, hs, hst, c.offset + 2 * D), nullptr,
+                                        1e-6f, side(*y, d));
+                    });
+  }
+}
+
 TEST(CudaOps, GroupNormSmall) {
   for (DType t : kAct) {
     auto x = Mirror::make({2, 64, 5, 7}, t);

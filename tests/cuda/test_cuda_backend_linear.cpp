@@ -115,6 +115,28 @@ TEST(CudaGemm, BiasActivationsAccumulate) {
   }
 }
 
+TEST(CudaGemm, FusedEpiloguesAtAlignedSizes) {
+  // MMDiT-like layouts that cuBLASLt's own epilogues take (16-byte aligned rows and bias):
+  // qkv (16-bit bias with 16-bit y, also into a row-padded y like a slice of the fused qkv
+  // buffer), fc1 (+ GELU tanh), fc2/proj (16-bit bias with an f32 y, converted to f32), and
+  // the same with accumulate. The gemm_tol bounds of the odd-size cases apply unchanged.
+  uint32_t seed = 900;
+  for (DType xt : {DType::kBF16, DType::kF16}) {
+    for (int bias : {-1, int(xt), int(DType::kF32)}) {
+      for (Activation act : {Activation::kNone, Activation::kGeluTanh}) {
+        for (bool acc : {false, true}) {
+          for (int64_t y_pad : {0, 64}) {
+            GemmCase c{{2, 48, 128}, 192, xt, xt, xt, bias, act, acc, 0, y_pad};
+            run_gemm(c, seed += 10);
+          }
+        }
+      }
+      GemmCase f32y{{2, 48, 256}, 128, xt, xt, DType::kF32, bias};
+      run_gemm(f32y, seed += 10);
+    }
+  }
+}
+
 TEST(CudaGemm, OddSizesAndLayouts) {
   uint32_t seed = 900;
   const GemmCase cases[] = {

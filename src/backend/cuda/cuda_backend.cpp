@@ -3,7 +3,9 @@
 // asynchronous errors at synchronize() (or at the next op's launch check).
 #include "backend/cuda/cuda_backend.h"
 
+#include <cstdlib>
 #include <string>
+#include <string_view>
 
 #include "backend/cuda/cuda_backend_impl.h"
 #include "backend/cuda/cuda_memory.h"
@@ -190,6 +192,10 @@ Result<std::unique_ptr<Backend>> make_cuda_backend(int device) {
     return lt.status();
   }
   ctx.lt = std::move(lt).value();
+  // SD35_CUDA_LT_EPILOGUE=0 turns the fused cuBLASLt epilogues (bias in its stored dtype,
+  // GELU) off, for A/B timing against our own epilogue pass.
+  const char* epi = std::getenv("SD35_CUDA_LT_EPILOGUE");
+  ctx.lt_epilogues = !(epi && std::string_view(epi) == "0");
   ctx.scratch = std::make_unique<cuda::ScratchPool>(device, ctx.stream);
   return std::unique_ptr<Backend>(new CudaBackend(std::move(ctx)));
 }

@@ -22,6 +22,7 @@ struct CudaContext {
   cudaStream_t stream = nullptr;
   std::unique_ptr<ScratchPool> scratch;
   std::unique_ptr<LtGemm> lt;
+  bool lt_epilogues = true;  // try cuBLASLt's bias-in-place and GELU epilogues first
 };
 
 // A view of a device tensor labelled as host memory, so that the shared argument checks of
@@ -40,10 +41,19 @@ struct GemmRows {
   int64_t ldy = 0;
   DType y_dtype = DType::kF32;
 };
-// y = act(x·wᵀ + bias) or y += ... for `rows`, with w [N, K] already in the compute dtype,
-// bias f32 [N] or null.
+// A GEMM bias: [N] values of `dtype` with stride 1 (the stored vector in place, or an f32
+// copy in scratch), or data == null.
+struct GemmBias {
+  const void* data = nullptr;
+  DType dtype = DType::kF32;
+  GemmBias offset(int64_t n0) const {
+    if (!data) return *this;
+    return {static_cast<const char*>(data) + n0 * int64_t(dtype_size(dtype)), dtype};
+  }
+};
+// y = act(x·wᵀ + bias) or y += ... for `rows`, with w [N, K] already in the compute dtype.
 Status gemm_rows(CudaContext& ctx, const GemmRows& r, DType compute, const void* w, int64_t n,
-                 int64_t k, const float* bias, const GemmParams& p);
+                 int64_t k, const GemmBias& bias, const GemmParams& p);
 // The bias converted to f32 in scratch (null when bias is null).
 Result<const float*> bias_as_f32(CudaContext& ctx, const Tensor* bias, const char* op);
 

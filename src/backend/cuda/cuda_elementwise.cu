@@ -2,6 +2,8 @@
 // convert), byte-exact copies, contiguous conversions and the gemm epilogue. Grid-stride
 // loops; the contiguous fast path skips the index arithmetic. Dtypes are runtime values
 // (uniform branches), which keeps the number of instantiations — and compile time — small.
+#include <algorithm>
+
 #include "backend/cuda/cuda_activation.cuh"
 #include "backend/cuda/cuda_dtype.cuh"
 #include "backend/cuda/cuda_kernels.h"
@@ -106,18 +108,22 @@ __global__ void gather_rows_kernel(const void* table, DType tt, int64_t ts, cons
   }
 }
 
-__global__ void gemm_epilogue_kernel(const float* acc, int64_t ld_acc, const float* bias,
-                                     Activation act, bool accumulate, void* y, DType yt,
-                                     int64_t ld_y, int64_t rows, int64_t cols) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows * cols;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    int64_t r = i / cols, c = i - r * cols;
-    float v = acc[r * ld_acc + c];
-    if (bias) v += bias[c];
-    v = apply_activation(act, v);
-    // Accumulate adds the stored (already rounded) y, then rounds once — as the reference.
-    if (accumulate) v += load_f32(y, yt, r * ld_y + c);
-    store_f32(y, yt, r * ld_y + c, v);
+// One block row per output row (grid.y, folded when rows exceed 65535) and columns across
+// threads: no per-element index division, coalesced along the row.
+__global__ void gemm_epilogue_kernel(const float* acc, int64_t ld_acc, const void* bias,
+                                     DType bias_type, Activation act, bool accumulate, void* y,
+                                     DType yt, int64_t ld_y, int64_t rows, int64_t cols) {
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const float* a = acc + r * ld_acc;
+    for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < cols;
+         c += int64_t(gridDim.x) * blockDim.x) {
+      float v = a[c];
+      if (bias) v += load_f32(bias, bias_type, c);
+      v = apply_activation(act, v);
+      // Accumulate adds the stored (already rounded) y, then rounds once — as the reference.
+      if (accumulate) v += load_f32(y, yt, r * ld_y + c);
+      store_f32(y, yt, r * ld_y + c, v);
+    }
   }
 }
 
@@ -175,12 +181,15 @@ Status launch_gather_rows(const void* table, DType table_dtype, int64_t table_ro
   return launch_status("gather_rows");
 }
 
-Status launch_gemm_epilogue(const float* acc, int64_t ld_acc, const float* bias, Activation act,
-                            bool accumulate, void* y, DType y_dtype, int64_t ld_y, int64_t rows,
-                            int64_t cols, cudaStream_t stream) {
+Status launch_gemm_epilogue(const float* acc, int64_t ld_acc, const void* bias, DType bias_type,
+                            Activation act, bool accumulate, void* y, DType y_dtype, int64_t ld_y,
+                            int64_t rows, int64_t cols, cudaStream_t stream) {
   if (rows * cols == 0) return ok_status();
-  gemm_epilogue_kernel<<<grid_for(rows * cols), 256, 0, stream>>>(
-      acc, ld_acc, bias, act, accumulate, y, y_dtype, ld_y, rows, cols);
+  constexpr int kThreads = 256;
+  const dim3 grid(unsigned(std::min<int64_t>((cols + kThreads - 1) / kThreads, 1 << 16)),
+                  unsigned(std::min<int64_t>(rows, 65535)));
+  gemm_epilogue_kernel<<<grid, kThreads, 0, stream>>>(acc, ld_acc, bias, bias_type, act,
+                                                      accumulate, y, y_dtype, ld_y, rows, cols);
   return launch_status("gemm epilogue");
 }
 

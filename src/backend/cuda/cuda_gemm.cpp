@@ -2,8 +2,9 @@
 // row-major y[M, N] = x[M, K]·w[N, K]ᵀ is D[N, M] = op_T(W)[N, K] · X[K, M], where W is w
 // read as a column-major K×N matrix (lda = K), X is x (ldb = x's row stride) and D is y
 // (ldd = y's row stride): no copies for dense-row views. Weights of another dtype than x are
-// converted into scratch in panels of rows; outputs that cuBLASLt cannot produce directly
-// (activations, a y dtype other than x's or f32) go through an f32 scratch and our epilogue.
+// converted into scratch in panels of rows. Bias and GELU(tanh) go into cuBLASLt's epilogue
+// where it accepts them; outputs it cannot produce directly (other activations, a y dtype
+// other than x's or f32, a bias it rejects) go through an f32 scratch and our epilogue.
 #include <algorithm>
 #include <string>
 
@@ -81,7 +82,7 @@ Result<const float*> bias_as_f32(CudaContext& ctx, const Tensor* bias, const cha
 }
 
 Status gemm_rows(CudaContext& ctx, const GemmRows& r, DType compute, const void* w, int64_t n,
-                 int64_t k, const float* bias, const GemmParams& p) {
+                 int64_t k, const GemmBias& bias, const GemmParams& p) {
   if (r.m == 0 || n == 0) return ok_status();
   LtMatmul mm;
   mm.transpose_a = true;
@@ -89,13 +90,28 @@ Status gemm_rows(CudaContext& ctx, const GemmRows& r, DType compute, const void*
   mm.a = w, mm.a_type = compute, mm.lda = k;
   mm.b = r.x, mm.b_type = compute, mm.ldb = r.ldx;
   bool supported = false;
-  if (p.activation == Activation::kNone && (r.y_dtype == compute || r.y_dtype == DType::kF32)) {
+  // cuBLASLt's epilogue applies the activation after the accumulation, and its GELU is the
+  // tanh form: other activations, or one with accumulate, take our epilogue below. Fused
+  // only for a 16-bit y, whose rounding (2^-9 relative) dwarfs any difference in how
+  // cuBLASLt evaluates tanh; an f32 y (the text encoders) keeps our exact epilogue.
+  const bool sixteen_bit_y = r.y_dtype == DType::kBF16 || r.y_dtype == DType::kF16;
+  const bool fusable_act =
+      p.activation == Activation::kNone ||
+      (ctx.lt_epilogues && p.activation == Activation::kGeluTanh && !p.accumulate &&
+       sixteen_bit_y);
+  // The bias in its stored dtype is fused when cuBLASLt takes it: f32 always was; D's own
+  // 16-bit dtype (a bf16 bias with bf16 output, the MMDiT's qkv/fc1) with lt_epilogues.
+  const bool fusable_bias = !bias.data || bias.dtype == DType::kF32 ||
+                            (ctx.lt_epilogues && bias.dtype == r.y_dtype);
+  // cuBLASLt has no alignment preference for the bias; give it only aligned ones.
+  const bool aligned_bias = !bias.data || alignment_of(bias.data) >= 16;
+  if (fusable_act && fusable_bias && aligned_bias &&
+      (r.y_dtype == compute || r.y_dtype == DType::kF32)) {
     mm.d = r.y, mm.d_type = r.y_dtype, mm.ldd = r.ldy;
     mm.accumulate = p.accumulate;
-    // cuBLASLt has no alignment preference for the bias; give it only aligned ones.
-    mm.bias = bias;
-    if (bias && alignment_of(bias) < 16) mm.bias = nullptr;
-    if (mm.bias || !bias) SD35_RETURN_IF_ERROR(ctx.lt->run(mm, &supported));
+    mm.bias = bias.data, mm.bias_type = bias.dtype;
+    mm.activation = p.activation;
+    SD35_RETURN_IF_ERROR(ctx.lt->run(mm, &supported));
     if (supported) return ok_status();
   }
   // f32 results in scratch, then bias + activation (+ y) rounded once by our epilogue.
@@ -111,11 +127,12 @@ Status gemm_rows(CudaContext& ctx, const GemmRows& r, DType compute, const void*
     mm.d = acc, mm.d_type = DType::kF32, mm.ldd = n;
     mm.accumulate = false;
     mm.bias = nullptr;
+    mm.activation = Activation::kNone;
     SD35_RETURN_IF_ERROR(ctx.lt->run(mm, &supported, /*allow_fallback=*/true));
     void* y = static_cast<char*>(r.y) + r0 * r.ldy * int64_t(dtype_size(r.y_dtype));
-    SD35_RETURN_IF_ERROR(launch_gemm_epilogue(static_cast<const float*>(acc), n, bias,
-                                              p.activation, p.accumulate, y, r.y_dtype, r.ldy,
-                                              rows, n, ctx.stream));
+    SD35_RETURN_IF_ERROR(launch_gemm_epilogue(static_cast<const float*>(acc), n, bias.data,
+                                              bias.dtype, p.activation, p.accumulate, y,
+                                              r.y_dtype, r.ldy, rows, n, ctx.stream));
   }
   return ok_status();
 }
@@ -132,7 +149,20 @@ Status gemm_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor*
   if (x.numel() == 0 || n == 0) return ok_status();
   const DType compute = x.dtype();
   const int64_t csize = int64_t(dtype_size(compute));
-  SD35_ASSIGN_OR_RETURN(const float* bias32, bias_as_f32(ctx, bias, "gemm"));
+  // The bias is used in place when cuBLASLt's epilogue can read it (dense and aligned, f32
+  // or — with lt_epilogues — y's own dtype); anything else is converted to f32 once.
+  GemmBias gbias;
+  if (bias) {
+    const bool in_place = (bias->stride(0) == 1 || n == 1) && alignment_of(bias->data()) >= 16 &&
+                          (bias->dtype() == DType::kF32 ||
+                           (ctx.lt_epilogues && bias->dtype() == y.dtype()));
+    if (in_place) {
+      gbias = {bias->data(), bias->dtype()};
+    } else {
+      SD35_ASSIGN_OR_RETURN(const float* b32, bias_as_f32(ctx, bias, "gemm"));
+      gbias = {b32, DType::kF32};
+    }
+  }
 
   const RowGroups g = collapse_rows(x, y);
   // Rows that overlap or interleave (stride below the row length) run one row at a time.
@@ -174,7 +204,7 @@ Status gemm_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor*
         rows.ldy = rows.m == 1 ? n : g.sy;
         rows.y_dtype = y.dtype();
         SD35_RETURN_IF_ERROR(
-            gemm_rows(ctx, rows, compute, wp, np, k, bias32 ? bias32 + n0 : nullptr, p));
+            gemm_rows(ctx, rows, compute, wp, np, k, gbias.offset(n0), p));
       }
     }
   }

@@ -98,10 +98,11 @@ Status launch_gather_rows(const void* table, DType table_dtype, int64_t table_ro
                           int64_t n, int64_t d, cudaStream_t stream);
 
 // y[r, n] = (accumulate ? y : 0) + act(acc[r, n] + bias[n]) for r < rows, n < cols; acc is f32
-// with row stride ld_acc, bias f32 or null, y of y_dtype with row stride ld_y.
-Status launch_gemm_epilogue(const float* acc, int64_t ld_acc, const float* bias, Activation act,
-                            bool accumulate, void* y, DType y_dtype, int64_t ld_y, int64_t rows,
-                            int64_t cols, cudaStream_t stream);
+// with row stride ld_acc, bias [cols] of bias_type (stride 1) or null, y of y_dtype with row
+// stride ld_y.
+Status launch_gemm_epilogue(const float* acc, int64_t ld_acc, const void* bias, DType bias_type,
+                            Activation act, bool accumulate, void* y, DType y_dtype, int64_t ld_y,
+                            int64_t rows, int64_t cols, cudaStream_t stream);
 
 struct Im2colArgs {
   const void* x = nullptr;  // one sample [C, H, W] with strides xs_c, xs_h, xs_w

@@ -37,8 +37,8 @@ __global__ void conv_epilogue_kernel(const float* acc, const float* bias, void* 
   }
 }
 
-// D[i, j] (column-major, ld ldd) = Σ_k opA[i, k]·opB[k, j] (+ D) (+ bias[i]); one thread per
-// output element. Only used when cuBLASLt has no algorithm for a layout.
+// D[i, j] (column-major, ld ldd) = act(Σ_k opA[i, k]·opB[k, j] (+ D) (+ bias[i])); one thread
+// per output element. Only used when cuBLASLt has no algorithm for a layout.
 __global__ void matmul_fallback_kernel(LtMatmul mm) {
   for (int64_t j = blockIdx.y * int64_t(blockDim.y) + threadIdx.y; j < mm.n;
        j += int64_t(gridDim.y) * blockDim.y) {
@@ -52,8 +52,8 @@ __global__ void matmul_fallback_kernel(LtMatmul mm) {
       }
       const int64_t di = i + j * mm.ldd;
       if (mm.accumulate) acc += load_f32(mm.d, mm.d_type, di);
-      if (mm.bias) acc += mm.bias[i];
-      store_f32(mm.d, mm.d_type, di, acc);
+      if (mm.bias) acc += load_f32(mm.bias, mm.bias_type, i);
+      store_f32(mm.d, mm.d_type, di, apply_activation(mm.activation, acc));
     }
   }
 }

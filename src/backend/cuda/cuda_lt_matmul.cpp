@@ -72,15 +72,23 @@ Status LtGemm::make_plan(const LtMatmul& mm, Plan* plan) {
                                                          &ta, sizeof(ta)), "set TRANSA");
   SD35_LT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
                                                          &tb, sizeof(tb)), "set TRANSB");
-  if (mm.bias) {
-    // The bias stays f32 (not rounded to D's type first), as the reference adds it. A
-    // cuBLASLt that rejects this combination makes the plan unsupported, not an error.
-    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-    int32_t bias_type = CUDA_R_32F;
+  if (mm.bias || mm.activation != Activation::kNone) {
+    // The bias is read in its stored dtype (an f32 one is not rounded to D's type first, as
+    // the reference adds it). A cuBLASLt that rejects the combination makes the plan
+    // unsupported, not an error: the caller then takes its own epilogue path.
+    const bool gelu = mm.activation == Activation::kGeluTanh;
+    if (mm.activation != Activation::kNone && !gelu) {
+      plan->supported = false;
+      return ok_status();
+    }
+    cublasLtEpilogue_t epi = gelu ? (mm.bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU)
+                                  : CUBLASLT_EPILOGUE_BIAS;
+    int32_t bias_type = lt_type(mm.bias_type);
     if (cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
                                        sizeof(epi)) != CUBLAS_STATUS_SUCCESS ||
-        cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
-                                       &bias_type, sizeof(bias_type)) != CUBLAS_STATUS_SUCCESS) {
+        (mm.bias && cublasLtMatmulDescSetAttribute(plan->desc,
+                                                   CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                                   sizeof(bias_type)) != CUBLAS_STATUS_SUCCESS)) {
       plan->supported = false;
       return ok_status();
     }
@@ -146,7 +154,8 @@ Status LtGemm::run(const LtMatmul& mm, bool* supported, bool allow_fallback) {
   const Key key{int(mm.transpose_a), int(mm.transpose_b), mm.m, mm.n, mm.k, int(mm.a_type),
                 int(mm.b_type), int(mm.d_type), mm.lda, mm.ldb, mm.ldd, int(mm.accumulate),
                 int(mm.bias != nullptr), alignment_of(mm.a), alignment_of(mm.b),
-                alignment_of(mm.d), alignment_of(mm.bias), 0};
+                alignment_of(mm.d), alignment_of(mm.bias), int(mm.bias_type),
+                int(mm.activation)};
   auto it = plans_.find(key);
   if (it == plans_.end()) {
     if (plans_.size() >= size_t(kMaxPlans)) {

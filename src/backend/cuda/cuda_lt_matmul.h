@@ -1,7 +1,7 @@
 // A thin owner of one cuBLASLt handle and its workspace, with matmul plans (descriptors,
 // layouts and the heuristic's algorithm) cached per shape/type/alignment so that repeated
 // denoising steps do not query the heuristic again. Column-major, as cuBLASLt sees it:
-// D[m, n] = op(A)[m, k] · op(B)[k, n] (+ D if accumulate) (+ bias[m]).
+// D[m, n] = act(op(A)[m, k] · op(B)[k, n] (+ D if accumulate) (+ bias[m])).
 #pragma once
 
 #include <cublasLt.h>
@@ -13,6 +13,7 @@
 #include <string>
 #include <tuple>
 
+#include "backend/backend.h"
 #include "core/dtype.h"
 #include "sd35/status.h"
 
@@ -30,8 +31,12 @@ struct LtMatmul {
   void* d = nullptr;
   DType d_type = DType::kF32;
   int64_t ldd = 0;
-  bool accumulate = false;      // beta = 1 with C = D
-  const float* bias = nullptr;  // f32 [m] or null (CUBLASLT_EPILOGUE_BIAS)
+  bool accumulate = false;     // beta = 1 with C = D
+  const void* bias = nullptr;  // [m] of bias_type, or null (CUBLASLT_EPILOGUE_BIAS)
+  DType bias_type = DType::kF32;
+  // kNone or kGeluTanh (CUBLASLT_EPILOGUE_GELU[_BIAS]: cuBLASLt's GELU is the tanh form).
+  // Applied after the accumulation, so callers pair it with accumulate = false only.
+  Activation activation = Activation::kNone;
 };
 
 // The last resort when cuBLASLt has no algorithm (odd alignments): one thread per output,
@@ -59,7 +64,7 @@ class LtGemm {
     bool supported = false;
   };
   using Key = std::tuple<int, int, int64_t, int64_t, int64_t, int, int, int, int64_t, int64_t,
-                         int64_t, int, int, int, int, int, int, int>;
+                         int64_t, int, int, int, int, int, int, int, int>;
   Status make_plan(const LtMatmul& mm, Plan* plan);
   static void destroy(Plan& p);
 

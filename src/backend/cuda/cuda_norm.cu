@@ -124,6 +124,117 @@ __global__ void row_op_warp_kernel(RowArgs a) {
   }
 }
 
+// Short dense rows of layer_norm / rms_norm with x and y of one dtype (the q/k RMSNorm: 64
+// bf16 values = 128 bytes, ~200k rows per call): kTpr threads per row, each holding one
+// 16-byte vector in registers, so the row is read once and written once with full-width
+// coalesced accesses; statistics reduce over the kTpr lanes with xor shuffles. In place is
+// safe (every value is loaded before any is stored). kEs is the element size (4 f32, 2 bf16
+// or f16). The two-pass formulas are the generic kernels'; only the summation order differs.
+template <int kTpr, int kEs>
+__global__ void row_norm_vec_kernel(RowArgs a) {
+  constexpr int kN = 16 / kEs;  // values per thread
+  const int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t r = t / kTpr;
+  const int part = int(t % kTpr);
+  const bool live = r < a.rows;  // dead lanes still join the shuffles (full-warp masks)
+  float v[kN];
+  int64_t off[2] = {0, 0};
+  if (live) {
+    layout_offsets(a.row_layout, 2, r, off);
+    const int64_t base = off[1] + int64_t(part) * kN;
+    const uint4 raw = *reinterpret_cast<const uint4*>(static_cast<const char*>(a.x) + base * kEs);
+    if constexpr (kEs == 4) {
+      v[0] = __uint_as_float(raw.x), v[1] = __uint_as_float(raw.y);
+      v[2] = __uint_as_float(raw.z), v[3] = __uint_as_float(raw.w);
+    } else {
+      const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint16_t lo = uint16_t(w[i] & 0xFFFFu), hi = uint16_t(w[i] >> 16);
+        v[2 * i] = a.x_dtype == DType::kBF16 ? dev_bf16_to_f32(lo) : dev_f16_to_f32(lo);
+        v[2 * i + 1] = a.x_dtype == DType::kBF16 ? dev_bf16_to_f32(hi) : dev_f16_to_f32(hi);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kN; ++i) v[i] = 0.0f;
+  }
+  auto group_sum = [](float x) {
+#pragma unroll
+    for (int o = kTpr / 2; o > 0; o >>= 1) x += __shfl_xor_sync(0xFFFFFFFFu, x, o);
+    return x;
+  };
+  const float c = float(a.cols);
+  float mean = 0.0f;
+  if (a.op == RowOp::kLayerNorm) {
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kN; ++i) s += v[i];
+    mean = group_sum(s) / c;
+  }
+  float q = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kN; ++i) q += (v[i] - mean) * (v[i] - mean);
+  const float rstd = rsqrtf(group_sum(q) / c + a.eps);
+  if (!live) return;
+  const int64_t col0 = int64_t(part) * kN;
+#pragma unroll
+  for (int i = 0; i < kN; ++i) {
+    float o = (v[i] - mean) * rstd;
+    if (a.weight) o *= load_f32(a.weight, a.weight_dtype, col0 + i);
+    if (a.bias) o += load_f32(a.bias, a.bias_dtype, col0 + i);
+    v[i] = o;
+  }
+  uint4 out;
+  if constexpr (kEs == 4) {
+    out = make_uint4(__float_as_uint(v[0]), __float_as_uint(v[1]), __float_as_uint(v[2]),
+                     __float_as_uint(v[3]));
+  } else {
+    uint32_t w[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const bool bf = a.y_dtype == DType::kBF16;
+      const uint32_t lo = bf ? dev_f32_to_bf16(v[2 * i]) : dev_f32_to_f16(v[2 * i]);
+      const uint32_t hi = bf ? dev_f32_to_bf16(v[2 * i + 1]) : dev_f32_to_f16(v[2 * i + 1]);
+      w[i] = lo | (hi << 16);
+    }
+    out = make_uint4(w[0], w[1], w[2], w[3]);
+  }
+  *reinterpret_cast<uint4*>(static_cast<char*>(a.y) + (off[0] + col0) * kEs) = out;
+}
+
+// Threads per row for the vector kernel (a power of two up to 32), or 0 when the row op does
+// not fit it: a norm, x and y of one dtype, rows of 16-byte vectors, every row start 16-byte
+// aligned in both tensors.
+int vec_threads_per_row(const RowArgs& a) {
+  if (a.op == RowOp::kSoftmax || a.x_dtype != a.y_dtype) return 0;
+  if (a.x_dtype != DType::kF32 && a.x_dtype != DType::kBF16 && a.x_dtype != DType::kF16) return 0;
+  const int64_t es = a.x_dtype == DType::kF32 ? 4 : 2;
+  const int64_t row_bytes = a.cols * es;
+  if (row_bytes % 16 != 0) return 0;
+  const int64_t tpr = row_bytes / 16;
+  if (tpr > 32 || (tpr & (tpr - 1)) != 0) return 0;
+  if (alignment_of(a.x) < 16 || alignment_of(a.y) < 16) return 0;
+  for (int op = 0; op < 2; ++op)
+    for (int d = 0; d < a.row_layout.ndim; ++d)
+      if ((a.row_layout.stride[op][d] * es) % 16 != 0) return 0;
+  return int(tpr);
+}
+
+template <int kEs>
+void launch_row_norm_vec(const RowArgs& a, int tpr, cudaStream_t stream) {
+  constexpr int kThreads = 256;
+  const int64_t blocks = (a.rows * tpr + kThreads - 1) / kThreads;
+  switch (tpr) {
+    case 1: row_norm_vec_kernel<1, kEs><<<unsigned(blocks), kThreads, 0, stream>>>(a); break;
+    case 2: row_norm_vec_kernel<2, kEs><<<unsigned(blocks), kThreads, 0, stream>>>(a); break;
+    case 4: row_norm_vec_kernel<4, kEs><<<unsigned(blocks), kThreads, 0, stream>>>(a); break;
+    case 8: row_norm_vec_kernel<8, kEs><<<unsigned(blocks), kThreads, 0, stream>>>(a); break;
+    case 16: row_norm_vec_kernel<16, kEs><<<unsigned(blocks), kThreads, 0, stream>>>(a); break;
+    default: row_norm_vec_kernel<32, kEs><<<unsigned(blocks), kThreads, 0, stream>>>(a); break;
+  }
+}
+
 constexpr int64_t kGroupChunk = 8192;  // elements per partial-sum block
 
 // Partial sums of one chunk of one group: of x (mean == null) or of (x - mean)².
@@ -186,7 +297,13 @@ int64_t group_chunks(const GroupNormArgs& a) {
 Status launch_row_op(const RowArgs& a, cudaStream_t stream) {
   if (a.rows == 0 || a.cols == 0) return ok_status();
   if (a.rows > 0x7FFFFFFF) return unsupported("row op: more than 2^31 rows");
-  if (a.cols <= kWarpRowMaxCols) {
+  if (const int tpr = vec_threads_per_row(a); tpr > 0) {
+    if (a.x_dtype == DType::kF32) {
+      launch_row_norm_vec<4>(a, tpr, stream);
+    } else {
+      launch_row_norm_vec<2>(a, tpr, stream);
+    }
+  } else if (a.cols <= kWarpRowMaxCols) {
     const int64_t blocks = (a.rows + kWarpRowsPerBlock - 1) / kWarpRowsPerBlock;
     row_op_warp_kernel<<<unsigned(blocks), 32 * kWarpRowsPerBlock, 0, stream>>>(a);
   } else {
