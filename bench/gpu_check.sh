@@ -75,7 +75,7 @@ run_step() {
 # Last line of a log that is a JSON object (bench_generate and the torch script end with one).
 last_json() { grep -E '^\{.*\}$' "$1" 2>/dev/null | tail -n 1; }
 print_table() {
-  local gen="$work/bench_generate.json" tor="$work/torch.json"
+  local gen="$work/bench_generate.json" tor="$work/torch.json" ab="$work/epilogue_ab.json"
   echo
   echo "== step times"
   local s
@@ -85,16 +85,16 @@ print_table() {
   done
   printf '  %-26s %7s s\n' "whole script" "$(( $(date +%s) - script_t0 ))"
   R[card]=${R[card]:-unknown}
-  python3 - "$gen" "$tor" "${R[card]}" "${R[conformance]:-not run}" "${R[golden_f32]:-not run}" \
+  python3 - "$gen" "$tor" "$ab" "${R[card]}" "${R[conformance]:-not run}" "${R[golden_f32]:-not run}" \
       "${R[golden_bf16]:-not run}" <<'EOF' || echo "(python3 missing: see the logs above)"
 import json, sys
-gen_path, torch_path, card, conf, g32, g16 = sys.argv[1:7]
+gen_path, torch_path, ab_path, card, conf, g32, g16 = sys.argv[1:8]
 def load(p):
     try:
         return json.load(open(p))
     except Exception:
         return {}
-g, t = load(gen_path), load(torch_path)
+g, t, ab = load(gen_path), load(torch_path), load(ab_path)
 def num(d, k):
     v = d.get(k)
     return float(v) if isinstance(v, (int, float)) and v > 0 else None
@@ -117,6 +117,7 @@ rows = [
     ("peak VRAM (incl. context)", fmt(vram, "%.2f GB")),
     ("MMDiT fwd ours / PyTorch", "%s / %s ms" % (fmt(ours, "%.1f"), fmt(theirs, "%.1f"))),
     ("speed-up vs PyTorch eager", fmt(ratio, "%.2fx")),
+    ("MMDiT fwd, Lt epilogues off", fmt(num(ab, "mmdit_forward_ms"), "%.1f ms (A/B, same run)")),
     ("target: total <= 1.0 s", target(total, lambda v: v <= 1.0)),
     ("target: MMDiT >= 1.5x torch", target(ratio, lambda v: v >= 1.5)),
     ("target: peak VRAM <= 20 GB", target(vram, lambda v: v <= 20.0)),
@@ -263,6 +264,15 @@ run_step bench_generate 240 "$bin/bench_generate" "$ckpt" "$te/clip_l.safetensor
   --width 1024 --height 1024 --steps 20 --sampler dpmpp_2m --scheduler sgm_uniform --cfg 4.5 \
   --compute bf16 --text-device gpu --warmup 1 --mmdit-iters 10
 last_json "$work/bench_generate.log" >"$work/bench_generate.json"
+
+# ---- e2. A/B: the same MMDiT forward with cuBLASLt's fused epilogues off ------------------------
+# (SD35_CUDA_LT_EPILOGUE=0: bias/GELU through our own epilogue pass, the behaviour before
+# the fused epilogues), one step only, for the table's A/B row.
+run_step epilogue-ab 150 env SD35_CUDA_LT_EPILOGUE=0 "$bin/bench_generate" "$ckpt" \
+  "$te/clip_l.safetensors" "$te/clip_g.safetensors" "$te/t5xxl_fp8_e4m3fn_scaled.safetensors" \
+  --backend cuda --width 1024 --height 1024 --steps 1 --sampler dpmpp_2m --scheduler sgm_uniform \
+  --cfg 4.5 --compute bf16 --text-device gpu --warmup 0 --mmdit-iters 10
+last_json "$work/epilogue-ab.log" >"$work/epilogue_ab.json"
 
 # ---- f. the PyTorch eager baseline -------------------------------------------------------------
 run_step torch-baseline 150 python3 "$repo/bench/torch_mmdit_baseline.py" --height 1024 \

@@ -137,6 +137,30 @@ TEST(CudaGemm, FusedEpiloguesAtAlignedSizes) {
   }
 }
 
+TEST(CudaGemm, SkinnyF32RowsAgainstStoredWeights) {
+  // f32 x with 1..8 rows against 16-bit / fp8 weights takes the skinny kernel (k a multiple
+  // of 16 for fp8, 8 for 16-bit); 9 rows, k = 45 and a 3-D x with two row groups take the
+  // cuBLASLt path. Tolerance: gemm_tol's f32 bound (f32 FMA in another order).
+  const DType weights[] = {DType::kBF16, DType::kF16, DType::kF8E4M3FN, DType::kF8E5M2};
+  uint32_t seed = 1300;
+  for (DType wt : weights) {
+    for (Shape xs : {Shape{1, 256}, Shape{2, 256}, Shape{8, 48}, Shape{9, 64}, Shape{2, 45},
+                     Shape{2, 1, 32}, Shape{256}}) {
+      for (int bias : {-1, int(DType::kF32), int(DType::kBF16)}) {
+        GemmCase c{xs, 200, DType::kF32, wt, DType::kF32, bias};
+        run_gemm(c, seed += 10);
+      }
+    }
+    // Activation, accumulate, a 16-bit y and padded rows on both sides.
+    GemmCase act{{2, 128}, 77, DType::kF32, wt, DType::kF32, int(DType::kF16), Activation::kSilu};
+    run_gemm(act, seed += 10);
+    GemmCase acc{{3, 64}, 64, DType::kF32, wt, DType::kF32, -1, Activation::kNone, true, 3, 5};
+    run_gemm(acc, seed += 10);
+    GemmCase y16{{2, 64}, 96, DType::kF32, wt, DType::kBF16, int(DType::kF32)};
+    run_gemm(y16, seed += 10);
+  }
+}
+
 TEST(CudaGemm, OddSizesAndLayouts) {
   uint32_t seed = 900;
   const GemmCase cases[] = {

@@ -170,6 +170,19 @@ Status gemm_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor*
   int64_t outer = 1;
   for (int d = 0; d < g.outer_dims; ++d) outer *= x.size(d);
 
+  // f32 x of a few rows against 16-bit/fp8 weights (adaLN, embedders): one pass over the
+  // weights in place instead of converting all of them to f32 for cuBLASLt.
+  if (compute == DType::kF32 && w.dtype() != DType::kF32 && outer == 1 && !per_row) {
+    SkinnyGemmArgs sk;
+    sk.x = static_cast<const float*>(x.data());
+    sk.m = g.rows, sk.ldx = g.rows == 1 ? k : g.sx;
+    sk.w = w.data(), sk.w_dtype = w.dtype(), sk.n = n, sk.k = k;
+    sk.bias = gbias.data, sk.bias_dtype = gbias.dtype;
+    sk.act = p.activation, sk.accumulate = p.accumulate;
+    sk.y = y.data(), sk.y_dtype = y.dtype(), sk.ldy = g.rows == 1 ? n : g.sy;
+    if (skinny_gemm_supported(sk)) return launch_skinny_gemm(sk, ctx.stream);
+  }
+
   const bool convert = w.dtype() != compute;
   const int64_t panel_rows =
       convert ? std::clamp<int64_t>(kWeightPanelBytes / (k * csize), 1, n) : n;

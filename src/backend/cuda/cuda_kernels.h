@@ -104,6 +104,31 @@ Status launch_gemm_epilogue(const float* acc, int64_t ld_acc, const void* bias, 
                             Activation act, bool accumulate, void* y, DType y_dtype, int64_t ld_y,
                             int64_t rows, int64_t cols, cudaStream_t stream);
 
+// Skinny GEMM for f32 x with few rows (the MMDiT's adaLN and embedders: [B, K] with B = 1..2
+// per condition batch) against 16-bit or fp8 weights read in place: one warp per output
+// column streams its weight row once in 16-byte vectors (k must be a multiple of the
+// vector's element count, w 16-byte aligned), f32 FMA accumulation, then
+// y[r, n] = (accumulate ? y : 0) + act(Σ + bias[n]) rounded once. Where cuBLASLt would need
+// the whole weight converted to f32 first, this reads each weight byte once.
+inline constexpr int kSkinnyMaxRows = 8;
+struct SkinnyGemmArgs {
+  const float* x = nullptr;
+  int64_t ldx = 0, m = 0;  // m <= kSkinnyMaxRows rows of k values, row stride ldx
+  const void* w = nullptr;  // [n, k] contiguous
+  DType w_dtype = DType::kBF16;
+  int64_t n = 0, k = 0;
+  const void* bias = nullptr;  // [n] stride 1, or null
+  DType bias_dtype = DType::kF32;
+  Activation act = Activation::kNone;
+  bool accumulate = false;
+  void* y = nullptr;
+  DType y_dtype = DType::kF32;
+  int64_t ldy = 0;
+};
+// Whether launch_skinny_gemm takes these arguments (dtype, alignment, k, m).
+bool skinny_gemm_supported(const SkinnyGemmArgs& a);
+Status launch_skinny_gemm(const SkinnyGemmArgs& a, cudaStream_t stream);
+
 struct Im2colArgs {
   const void* x = nullptr;  // one sample [C, H, W] with strides xs_c, xs_h, xs_w
   DType x_dtype = DType::kF32;

@@ -58,6 +58,66 @@ __global__ void matmul_fallback_kernel(LtMatmul mm) {
   }
 }
 
+template <DType kW>
+__device__ __forceinline__ float decode_weight(uint32_t bits) {
+  if constexpr (kW == DType::kBF16) return dev_bf16_to_f32(uint16_t(bits));
+  if constexpr (kW == DType::kF16) return dev_f16_to_f32(uint16_t(bits));
+  if constexpr (kW == DType::kF8E4M3FN) return dev_f8e4m3fn_to_f32(uint8_t(bits));
+  return dev_f8e5m2_to_f32(uint8_t(bits));
+}
+
+template <DType kW>
+__global__ void skinny_gemm_kernel(SkinnyGemmArgs a) {
+  constexpr int kEs = (kW == DType::kBF16 || kW == DType::kF16) ? 2 : 1;
+  constexpr int kVec = 16 / kEs;            // weights per 16-byte vector
+  constexpr int kPerWord = 4 / kEs;         // weights per 32-bit word
+  constexpr uint32_t kMask = kEs == 2 ? 0xFFFFu : 0xFFu;
+  const int lane = threadIdx.x & 31;
+  const int64_t n = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (n >= a.n) return;  // n is uniform over the warp: whole warps leave together
+  float acc[kSkinnyMaxRows];
+#pragma unroll
+  for (int r = 0; r < kSkinnyMaxRows; ++r) acc[r] = 0.0f;
+  const uint4* wrow =
+      reinterpret_cast<const uint4*>(static_cast<const char*>(a.w) + n * a.k * kEs);
+  const int64_t vecs = a.k / kVec;
+  for (int64_t v = lane; v < vecs; v += 32) {
+    const uint4 raw = wrow[v];
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+    float wf[kVec];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < kPerWord; ++j)
+        wf[i * kPerWord + j] = decode_weight<kW>((words[i] >> (j * 8 * kEs)) & kMask);
+    const int64_t k0 = v * kVec;
+#pragma unroll
+    for (int r = 0; r < kSkinnyMaxRows; ++r) {
+      if (r < a.m) {
+        const float* xr = a.x + r * a.ldx + k0;
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) acc[r] = fmaf(xr[i], wf[i], acc[r]);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kSkinnyMaxRows; ++r) {
+    if (r < a.m) {
+      float s = acc[r];
+      for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xFFFFFFFFu, s, o);
+      if (lane == 0) {
+        if (a.bias) s += load_f32(a.bias, a.bias_dtype, n);
+        s = apply_activation(a.act, s);
+        const int64_t yi = r * a.ldy + n;
+        // Accumulate adds the stored y after the activation, as the reference and the
+        // gemm epilogue do.
+        if (a.accumulate) s += load_f32(a.y, a.y_dtype, yi);
+        store_f32(a.y, a.y_dtype, yi, s);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 Status launch_matmul_fallback(const LtMatmul& mm, cudaStream_t stream) {
@@ -84,6 +144,35 @@ Status launch_conv_epilogue(const float* acc, const float* bias, void* y, DType 
   conv_epilogue_kernel<<<grid_for(out_channels * p_count), 256, 0, stream>>>(
       acc, bias, y, y_dtype, ys_o, ys_h, ys_w, out_channels, oh0, p_count, ow);
   return launch_status("conv2d epilogue");
+}
+
+bool skinny_gemm_supported(const SkinnyGemmArgs& a) {
+  int es = 0;
+  switch (a.w_dtype) {
+    case DType::kBF16:
+    case DType::kF16: es = 2; break;
+    case DType::kF8E4M3FN:
+    case DType::kF8E5M2: es = 1; break;
+    default: return false;
+  }
+  return a.m >= 1 && a.m <= kSkinnyMaxRows && a.k > 0 && (a.k * es) % 16 == 0 &&
+         alignment_of(a.w) >= 16 && a.n <= int64_t(0x7FFFFFFF) * 8;
+}
+
+Status launch_skinny_gemm(const SkinnyGemmArgs& a, cudaStream_t stream) {
+  if (!skinny_gemm_supported(a)) return internal_error("gemm: skinny kernel given unsupported arguments");
+  if (a.n == 0) return ok_status();
+  constexpr int kWarps = 8;
+  const unsigned blocks = unsigned((a.n + kWarps - 1) / kWarps);
+  switch (a.w_dtype) {
+    case DType::kBF16: skinny_gemm_kernel<DType::kBF16><<<blocks, 32 * kWarps, 0, stream>>>(a); break;
+    case DType::kF16: skinny_gemm_kernel<DType::kF16><<<blocks, 32 * kWarps, 0, stream>>>(a); break;
+    case DType::kF8E4M3FN:
+      skinny_gemm_kernel<DType::kF8E4M3FN><<<blocks, 32 * kWarps, 0, stream>>>(a);
+      break;
+    default: skinny_gemm_kernel<DType::kF8E5M2><<<blocks, 32 * kWarps, 0, stream>>>(a); break;
+  }
+  return launch_status("gemm (skinny kernel)");
 }
 
 }  // namespace sd35::cuda
