@@ -6,5 +6,6 @@ list(APPEND SD35_ENGINE_SOURCES
 list(APPEND SD35_ENGINE_SOURCES
   src/pipeline/engine.cpp
   src/pipeline/engine_tiled.cpp
+  src/pipeline/captured_forwards.cpp
   src/io/png.cpp
 )

@@ -27,6 +27,8 @@ set_tests_properties(generate_rejects_bad_size PROPERTIES LABELS model
 # Device placement on a simulated GPU (host memory tagged kCUDA; a backend that rejects host
 # tensors): engine and models bit-identical to the CPU path, transfers, memory checks.
 sd35_add_test(test_device_placement LABEL model SOURCES tests/models/test_device_placement.cpp)
+# Graph capture of the MMDiT forwards (cuda_graphs) on the simulated device.
+sd35_add_test(test_captured_forwards LABEL model SOURCES tests/models/test_captured_forwards.cpp)
 
 # `--backend cuda` in a build or on a machine without CUDA fails cleanly (exit 1, a message
 # naming CUDA) before loading; where a GPU is usable the tiny model simply runs (exit 0).

@@ -49,6 +49,13 @@ struct Conv2dParams {
   int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;  // zero padding
 };
 
+// A recording of queued backend work that replay() runs again (a CUDA graph): the same ops on
+// the same tensors (addresses), reading whatever those tensors hold at replay time.
+class CapturedWork {
+ public:
+  virtual ~CapturedWork() = default;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -60,6 +67,21 @@ class Backend {
   // Waits until all queued work has finished (asynchronous backends); errors raised by
   // asynchronous work surface here at the latest.
   virtual Status synchronize() { return {}; }
+
+  // Work capture (optional; CUDA graphs). Between begin_capture() and end_capture() ops are
+  // recorded instead of run. While capturing, nothing may allocate device memory, transfer to
+  // or from the host, or read device data on the host: such an op fails (or makes
+  // end_capture() fail), and the caller runs the work eagerly instead. end_capture() must
+  // follow every successful begin_capture(), also after a failed op. replay() queues the
+  // recorded work; the caller keeps every tensor it touched alive and unmoved.
+  virtual bool can_capture() const { return false; }
+  virtual Status begin_capture() { return unsupported(std::string(name()) + ": no capture"); }
+  virtual Result<std::unique_ptr<CapturedWork>> end_capture() {
+    return unsupported(std::string(name()) + ": no capture");
+  }
+  virtual Status replay(const CapturedWork&) {
+    return unsupported(std::string(name()) + ": no capture");
+  }
 
   // y[M, N] = act(x[M, K] · w[N, K]ᵀ + bias[N]) (nn.Linear layout). x may have leading batch
   // dims ([..., K] with dense rows, any row stride); y likewise [..., N]. w is contiguous

@@ -18,6 +18,7 @@
 #include "core/cpu_features.h"
 #include "models/mmdit/mmdit.h"
 #include "models/vae/vae.h"
+#include "pipeline/captured_forwards.h"
 #include "sampling/guidance.h"
 
 namespace sd35 {
@@ -450,7 +451,12 @@ Result<Tensor> Engine::sample(Workspace& ws, std::span<const ConditioningEntry> 
   const bool on_host = backend.device() == Device::kCPU;
   ArenaScope sample_scope(ws.arena());
   std::map<std::vector<int>, std::pair<Tensor, Tensor>> device_inputs;
-  Tensor x_dev, v_dev;
+  // With a device backend the timestep sinusoid is computed here and uploaded next to x, so
+  // the forward itself is device work only (capturable).
+  Tensor x_dev, v_dev, tf_dev;
+  std::vector<float> tf_host;
+  CapturedForwards graphs(backend, [this](const std::string& m) { log(m); });
+  const bool use_graphs = !on_host && options_.cuda_graphs;
 
   // One forward over a group of conditions whose contexts share a shape (calc_cond_batch
   // concatenates such conds, cond and uncond alike, into one batch).
@@ -466,6 +472,8 @@ Result<Tensor> Engine::sample(Workspace& ws, std::span<const ConditioningEntry> 
       if (!on_host) {
         SD35_ASSIGN_OR_RETURN(x_dev, ws.arena().tensor(in_shape, DType::kF32));
         SD35_ASSIGN_OR_RETURN(v_dev, ws.arena().tensor(in_shape, DType::kF32));
+        SD35_ASSIGN_OR_RETURN(tf_dev, ws.arena().tensor({rows, cfg.freq_dim}, DType::kF32));
+        tf_host.assign(size_t(rows * cfg.freq_dim), 0.0f);
       }
     }
     SD35_ASSIGN_OR_RETURN(auto inputs, group_inputs(group));
@@ -488,12 +496,35 @@ Result<Tensor> Engine::sample(Workspace& ws, std::span<const ConditioningEntry> 
     mo.skip_layers.assign(skip.begin(), skip.end());
     Tensor xi = (on_host ? x_in : x_dev).slice(0, 0, rows);
     Tensor vo = (on_host ? v_out : v_dev).slice(0, 0, rows);
-    if (!on_host) SD35_RETURN_IF_ERROR(upload_bytes(backend, x_in.data(), xi));
+    MMDiTInputs in{xi, ts.slice(0, 0, rows), inputs.first, inputs.second, Tensor()};
+    if (!on_host) {
+      SD35_RETURN_IF_ERROR(upload_bytes(backend, x_in.data(), xi));
+      in.timestep_features = tf_dev.slice(0, 0, rows);
+      mmdit_->timestep_features(std::span<const float>(ts.data_as<const float>(), size_t(rows)),
+                                tf_host.data());
+      SD35_RETURN_IF_ERROR(upload_bytes(backend, tf_host.data(), in.timestep_features));
+    }
     ArenaScope scope(ws.arena());
     ++ws.timings.model_calls;
-    SD35_RETURN_IF_ERROR(mmdit_->forward(
-        backend, ws.arena(), MMDiTInputs{xi, ts.slice(0, 0, rows), inputs.first, inputs.second},
-        vo, mo));
+    auto forward = [&] { return mmdit_->forward(backend, ws.arena(), in, vo, mo); };
+    if (use_graphs) {
+      // Everything the recorded forward depends on (see captured_forwards.h).
+      const Arena::Mark mark = ws.arena().mark();
+      CapturedForwards::Key key{rows, int64_t(mark.chunk), int64_t(mark.offset)};
+      for (const Tensor* t : {&xi, &vo, &inputs.first, &inputs.second, &in.timestep_features}) {
+        key.push_back(int64_t(reinterpret_cast<uintptr_t>(t->data())));
+        for (int d = 0; d < t->ndim(); ++d) key.push_back(t->size(d));
+      }
+      key.push_back(-1);  // separates the group from the skipped layers
+      key.insert(key.end(), group.begin(), group.end());
+      key.push_back(-1);
+      key.insert(key.end(), skip.begin(), skip.end());
+      const int before = graphs.replays();
+      SD35_RETURN_IF_ERROR(graphs.run(key, forward));
+      ws.timings.graph_replays += graphs.replays() - before;
+    } else {
+      SD35_RETURN_IF_ERROR(forward());
+    }
     if (!on_host) SD35_RETURN_IF_ERROR(download_bytes(backend, vo, v_out.data()));
     return ok_status();
   };

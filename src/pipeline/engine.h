@@ -67,6 +67,10 @@ struct EngineOptions {
   DType compute = DType::kF32;  // load() callers usually pass preferred_cpu_compute_dtype()
   int threads = 0;              // CPU threads per workspace backend; <= 0: all
   bool load_t5 = true;          // false: T5 is not loaded even when present (saves ~10 GB)
+  // With a backend that can capture work (CUDA): each kind of MMDiT forward of a sample()
+  // call runs eagerly once, is then captured as a graph and replayed for the remaining steps
+  // (pipeline/captured_forwards.h). Same results bit for bit; fewer launches.
+  bool cuda_graphs = false;
   std::optional<TokenizerFiles> tokenizer_files;  // nullopt: beside the models, else shipped
   // Default EngineOptions with compute = preferred_cpu_compute_dtype().
   static EngineOptions with_defaults();
@@ -81,6 +85,7 @@ struct Timings {
   double total_s = 0;          // generate() only
   std::vector<double> step_s;  // seconds per sampler step (last sample() call)
   int model_calls = 0;         // MMDiT forwards (a batched cond+uncond pass counts once)
+  int graph_replays = 0;       // of those, run as a replayed capture (cuda_graphs)
 };
 
 // Per-job state. Not thread-safe itself: one Workspace per concurrent job.

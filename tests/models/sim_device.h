@@ -8,10 +8,13 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "backend/backend.h"
 #include "core/device_memory.h"
@@ -25,6 +28,7 @@ class SimMemory final : public DeviceMemory {
   ~SimMemory() override = default;
   Device device() const override { return Device::kCUDA; }
   Result<void*> allocate(size_t bytes) override {
+    if (capturing_) return internal_error("sim device: allocation while capturing");
     const size_t size = (bytes == 0 ? 1 : bytes + 4095) / 4096 * 4096;
     void* p = std::aligned_alloc(4096, size);
     if (!p) return resource_exhausted("sim device full");
@@ -46,16 +50,19 @@ class SimMemory final : public DeviceMemory {
     std::free(p);
   }
   Status copy_to_device(void* dst, const void* src, size_t bytes) override {
+    if (capturing_) return internal_error("sim device: upload while capturing");
     uploads_ += 1;
     if (bytes) std::memcpy(dst, src, bytes);
     return {};
   }
   Status copy_to_host(void* dst, const void* src, size_t bytes) override {
+    if (capturing_) return internal_error("sim device: download while capturing");
     downloads_ += 1;
     if (bytes) std::memcpy(dst, src, bytes);
     return {};
   }
   Status copy_on_device(void* dst, const void* src, size_t bytes) override {
+    if (capturing_) return internal_error("sim device: memory copy while capturing");
     if (bytes) std::memmove(dst, src, bytes);
     return {};
   }
@@ -76,8 +83,12 @@ class SimMemory final : public DeviceMemory {
   }
   int uploads() const { return uploads_.load(); }
   int downloads() const { return downloads_.load(); }
+  // While a SimBackend captures, allocations and transfers fail as CUDA's do during stream
+  // capture.
+  void set_capturing(bool on) { capturing_ = on; }
 
  private:
+  std::atomic<bool> capturing_{false};
   std::atomic<size_t> free_report_;
   mutable std::mutex mu_;
   std::unordered_map<void*, size_t> live_;
@@ -96,84 +107,116 @@ class SimBackend final : public Backend {
   int ops() const { return ops_; }
   int rejected() const { return rejected_; }
 
+  // Capture, as a CUDA graph would: between begin_capture() and end_capture() ops are
+  // recorded (with their tensor views, i.e. addresses) instead of run; replay() runs the
+  // recording on whatever those addresses hold then. Allocations and host transfers fail
+  // while capturing, and the capture is then refused, like cudaStreamEndCapture's.
+  bool can_capture() const override { return capture_enabled_; }
+  void enable_capture(bool on) { capture_enabled_ = on; }
+  void refuse_captures(bool on) { refuse_captures_ = on; }  // end_capture() always fails
+  int replays() const { return replays_; }
+  Status begin_capture() override {
+    if (!capture_enabled_) return unsupported("sim-cuda: capture disabled");
+    if (recording_) return internal_error("sim-cuda: already capturing");
+    recording_ = std::make_unique<Recording>();
+    invalidated_ = false;
+    memory_->set_capturing(true);
+    return {};
+  }
+  Result<std::unique_ptr<CapturedWork>> end_capture() override {
+    if (!recording_) return internal_error("sim-cuda: not capturing");
+    memory_->set_capturing(false);
+    std::unique_ptr<Recording> r = std::move(recording_);
+    if (invalidated_) return internal_error("sim-cuda: capture invalidated by an unsafe call");
+    if (refuse_captures_) return internal_error("sim-cuda: capture refused (test)");
+    return std::unique_ptr<CapturedWork>(std::move(r));
+  }
+  Status replay(const CapturedWork& work) override {
+    const auto* r = dynamic_cast<const Recording*>(&work);
+    if (!r) return invalid_argument("sim-cuda: replay of foreign work");
+    ++replays_;
+    for (const auto& op : r->ops) SD35_RETURN_IF_ERROR(op());
+    return {};
+  }
+
   Status gemm(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
               const GemmParams& p) override {
     SD35_RETURN_IF_ERROR(need("gemm", {&x, &w, bias, &y}));
     const Tensor b = bias ? host(*bias) : Tensor();
-    return inner_->gemm(host(x), host(w), bias ? &b : nullptr, host(y), p);
+    return run([=, this] { return inner_->gemm(host(x), host(w), b.defined() ? &b : nullptr, host(y), p); });
   }
   Status attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, int heads,
                    float scale) override {
     SD35_RETURN_IF_ERROR(need("attention", {&q, &k, &v, &out}));
-    return inner_->attention(host(q), host(k), host(v), host(out), heads, scale);
+    return run([=, this] { return inner_->attention(host(q), host(k), host(v), host(out), heads, scale); });
   }
   Status attention_masked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                           int heads, float scale, bool causal, const Tensor* bias) override {
     SD35_RETURN_IF_ERROR(need("attention_masked", {&q, &k, &v, &out, bias}));
     const Tensor b = bias ? host(*bias) : Tensor();
-    return inner_->attention_masked(host(q), host(k), host(v), host(out), heads, scale, causal,
-                                    bias ? &b : nullptr);
+    return run([=, this] { return inner_->attention_masked(host(q), host(k), host(v), host(out), heads, scale, causal,
+                                    b.defined() ? &b : nullptr); });
   }
   Status gather_rows(const Tensor& table, const Tensor& ids, const Tensor& out) override {
     SD35_RETURN_IF_ERROR(need("gather_rows", {&table, &ids, &out}));
-    return inner_->gather_rows(host(table), host(ids), host(out));
+    return run([=, this] { return inner_->gather_rows(host(table), host(ids), host(out)); });
   }
   Status layer_norm(const Tensor& x, const Tensor* w, const Tensor* b, float eps,
                     const Tensor& y) override {
     SD35_RETURN_IF_ERROR(need("layer_norm", {&x, w, b, &y}));
     const Tensor hw = w ? host(*w) : Tensor(), hb = b ? host(*b) : Tensor();
-    return inner_->layer_norm(host(x), w ? &hw : nullptr, b ? &hb : nullptr, eps, host(y));
+    return run([=, this] { return inner_->layer_norm(host(x), hw.defined() ? &hw : nullptr, hb.defined() ? &hb : nullptr, eps, host(y)); });
   }
   Status rms_norm(const Tensor& x, const Tensor* w, float eps, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(need("rms_norm", {&x, w, &y}));
     const Tensor hw = w ? host(*w) : Tensor();
-    return inner_->rms_norm(host(x), w ? &hw : nullptr, eps, host(y));
+    return run([=, this] { return inner_->rms_norm(host(x), hw.defined() ? &hw : nullptr, eps, host(y)); });
   }
   Status group_norm(const Tensor& x, int groups, const Tensor* w, const Tensor* b, float eps,
                     const Tensor& y) override {
     SD35_RETURN_IF_ERROR(need("group_norm", {&x, w, b, &y}));
     const Tensor hw = w ? host(*w) : Tensor(), hb = b ? host(*b) : Tensor();
-    return inner_->group_norm(host(x), groups, w ? &hw : nullptr, b ? &hb : nullptr, eps, host(y));
+    return run([=, this] { return inner_->group_norm(host(x), groups, hw.defined() ? &hw : nullptr, hb.defined() ? &hb : nullptr, eps, host(y)); });
   }
   Status modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
                   const Tensor& y) override {
     SD35_RETURN_IF_ERROR(need("modulate", {&x, &shift, &scale, &y}));
-    return inner_->modulate(host(x), host(shift), host(scale), host(y));
+    return run([=, this] { return inner_->modulate(host(x), host(shift), host(scale), host(y)); });
   }
   Status add(const Tensor& a, const Tensor& b, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(need("add", {&a, &b, &y}));
-    return inner_->add(host(a), host(b), host(y));
+    return run([=, this] { return inner_->add(host(a), host(b), host(y)); });
   }
   Status mul(const Tensor& a, const Tensor& b, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(need("mul", {&a, &b, &y}));
-    return inner_->mul(host(a), host(b), host(y));
+    return run([=, this] { return inner_->mul(host(a), host(b), host(y)); });
   }
   Status gated_add(const Tensor& x, const Tensor& gate, const Tensor& h,
                    const Tensor& out) override {
     SD35_RETURN_IF_ERROR(need("gated_add", {&x, &gate, &h, &out}));
-    return inner_->gated_add(host(x), host(gate), host(h), host(out));
+    return run([=, this] { return inner_->gated_add(host(x), host(gate), host(h), host(out)); });
   }
   Status affine(const Tensor& x, const AffineParams& p, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(need("affine", {&x, &y}));
-    return inner_->affine(host(x), p, host(y));
+    return run([=, this] { return inner_->affine(host(x), p, host(y)); });
   }
   Status activation(const Tensor& x, Activation act, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(need("activation", {&x, &y}));
-    return inner_->activation(host(x), act, host(y));
+    return run([=, this] { return inner_->activation(host(x), act, host(y)); });
   }
   Status softmax(const Tensor& x, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(need("softmax", {&x, &y}));
-    return inner_->softmax(host(x), host(y));
+    return run([=, this] { return inner_->softmax(host(x), host(y)); });
   }
   Status conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
                 const Conv2dParams& p) override {
     SD35_RETURN_IF_ERROR(need("conv2d", {&x, &w, bias, &y}));
     const Tensor b = bias ? host(*bias) : Tensor();
-    return inner_->conv2d(host(x), host(w), bias ? &b : nullptr, host(y), p);
+    return run([=, this] { return inner_->conv2d(host(x), host(w), b.defined() ? &b : nullptr, host(y), p); });
   }
   Status upsample_nearest2x(const Tensor& x, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(need("upsample_nearest2x", {&x, &y}));
-    return inner_->upsample_nearest2x(host(x), host(y));
+    return run([=, this] { return inner_->upsample_nearest2x(host(x), host(y)); });
   }
   Status concat(std::span<const Tensor> inputs, int axis, const Tensor& y) override {
     std::vector<Tensor> hs;
@@ -182,13 +225,13 @@ class SimBackend final : public Backend {
       hs.push_back(host(t));
     }
     SD35_RETURN_IF_ERROR(need("concat", {&y}));
-    return inner_->concat(hs, axis, host(y));
+    return run([=, this] { return inner_->concat(hs, axis, host(y)); });
   }
   Status copy(const Tensor& x, const Tensor& y) override {
     const bool xd = x.device() == Device::kCUDA, yd = y.device() == Device::kCUDA;
     if (xd && yd) {
       ++ops_;
-      return inner_->copy(host(x), host(y));
+      return run([=, this] { return inner_->copy(host(x), host(y)); });
     }
     if (xd == yd) {
       ++rejected_;
@@ -201,11 +244,27 @@ class SimBackend final : public Backend {
       return invalid_argument("sim-cuda copy: a host<->device copy needs contiguous tensors of "
                               "one dtype and shape, got " + x.describe() + " -> " + y.describe());
     }
+    if (recording_) {
+      invalidated_ = true;
+      return internal_error("sim-cuda copy: host transfer while capturing");
+    }
     std::memcpy(y.data(), x.data(), size_t(x.numel()) * x.element_size());
     return {};
   }
 
  private:
+  struct Recording final : CapturedWork {
+    std::vector<std::function<Status()>> ops;
+  };
+  template <typename Fn>
+  Status run(Fn&& fn) {
+    if (recording_) {
+      recording_->ops.emplace_back(std::forward<Fn>(fn));
+      return {};
+    }
+    return fn();
+  }
+
   Status need(const char* op, std::initializer_list<const Tensor*> ts) {
     for (const Tensor* t : ts) {
       if (t && t->device() != Device::kCUDA) {
@@ -224,7 +283,9 @@ class SimBackend final : public Backend {
 
   std::unique_ptr<Backend> inner_;
   std::shared_ptr<SimMemory> memory_;
-  int ops_ = 0, rejected_ = 0;
+  int ops_ = 0, rejected_ = 0, replays_ = 0;
+  bool capture_enabled_ = true, refuse_captures_ = false, invalidated_ = false;
+  std::unique_ptr<Recording> recording_;
 };
 
 }  // namespace sd35::testing

@@ -16,6 +16,24 @@ namespace {
 
 using cuda::CudaContext;
 
+// An instantiated CUDA graph of captured backend work.
+class CudaGraphWork final : public CapturedWork {
+ public:
+  CudaGraphWork(int device, cudaGraphExec_t exec) : device_(device), exec_(exec) {}
+  ~CudaGraphWork() override {
+    cudaSetDevice(device_);
+    cudaGraphExecDestroy(exec_);  // launches still in flight complete first (CUDA defers it)
+  }
+  CudaGraphWork(const CudaGraphWork&) = delete;
+  CudaGraphWork& operator=(const CudaGraphWork&) = delete;
+  int device() const { return device_; }
+  cudaGraphExec_t exec() const { return exec_; }
+
+ private:
+  int device_;
+  cudaGraphExec_t exec_;
+};
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(CudaContext ctx)
@@ -38,6 +56,48 @@ class CudaBackend final : public Backend {
     SD35_RETURN_IF_ERROR(select());
     SD35_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(ctx_.stream), "synchronize",
                               "cudaStreamSynchronize (an earlier asynchronous op failed)");
+    return ok_status();
+  }
+
+  // Capture = CUDA stream capture in thread-local mode: this thread's unsafe calls (a
+  // cudaMalloc of a growing scratch buffer, a synchronous host copy) invalidate the capture
+  // and end_capture() reports it; other threads' work on other streams is unaffected. The
+  // per-op profiler times ops with events and synchronises, so capture is off while it runs.
+  bool can_capture() const override { return profiler_ == nullptr; }
+  Status begin_capture() override {
+    SD35_RETURN_IF_ERROR(select());
+    if (profiler_) return unsupported("cuda: no capture while SD35_CUDA_PROFILE times ops");
+    SD35_CUDA_RETURN_IF_ERROR(
+        cudaStreamBeginCapture(ctx_.stream, cudaStreamCaptureModeThreadLocal), "begin_capture",
+        "cudaStreamBeginCapture");
+    return ok_status();
+  }
+  Result<std::unique_ptr<CapturedWork>> end_capture() override {
+    SD35_RETURN_IF_ERROR(select());
+    cudaGraph_t graph = nullptr;
+    cudaError_t e = cudaStreamEndCapture(ctx_.stream, &graph);
+    if (e != cudaSuccess || graph == nullptr) {
+      cudaGetLastError();  // an invalidated capture is not a sticky error: clear it
+      if (graph) cudaGraphDestroy(graph);
+      return cuda::cuda_status(e == cudaSuccess ? cudaErrorStreamCaptureInvalidated : e,
+                               "end_capture", "cudaStreamEndCapture (an op was not capturable)");
+    }
+    cudaGraphExec_t exec = nullptr;
+    e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      return cuda::cuda_status(e, "end_capture", "cudaGraphInstantiate");
+    }
+    return std::unique_ptr<CapturedWork>(new CudaGraphWork(ctx_.device, exec));
+  }
+  Status replay(const CapturedWork& work) override {
+    const auto* g = dynamic_cast<const CudaGraphWork*>(&work);
+    if (!g || g->device() != ctx_.device)
+      return invalid_argument("cuda replay: the work was captured by another backend");
+    SD35_RETURN_IF_ERROR(select());
+    SD35_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(g->exec(), ctx_.stream), "replay",
+                              "cudaGraphLaunch");
     return ok_status();
   }
 

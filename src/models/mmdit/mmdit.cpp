@@ -94,6 +94,15 @@ Status check_inputs(const Backend& be, const MMDiTConfig& cfg, const MMDiTInputs
     return bad("y must be [" + std::to_string(B) + ", " + std::to_string(cfg.adm_in_channels) +
                "], got " + in.y.describe());
   }
+  if (in.timestep_features.defined()) {
+    const Tensor& tf = in.timestep_features;
+    if (tf.dtype() != DType::kF32 || tf.shape() != Shape{B, cfg.freq_dim} || !tf.rows_dense() ||
+        tf.device() != be.device() || tf.data() == nullptr) {
+      return bad("timestep_features must be f32 [" + std::to_string(B) + ", " +
+                 std::to_string(cfg.freq_dim) + "] with dense rows on the backend's device, got " +
+                 tf.describe());
+    }
+  }
   const Shape want{B, cfg.out_channels, H, W};
   if (out.shape() != want) {
     return bad("out must be " + want.to_string() + ", got " + out.describe());
@@ -140,11 +149,27 @@ Status circular_pad(Backend& be, const Tensor& x, const Tensor& xp) {
 // Timestep embedding exactly as the references compute it in float32:
 // freqs[i] = exp(-ln(10000)·i/half) (the scalar rounded to f32 before the product, as a torch
 // float tensor times a Python float is), args = t·freqs, emb = [cos(args), sin(args)]
-// (flip_sin_to_cos), a zero column appended for an odd width.
+// (flip_sin_to_cos), a zero column appended for an odd width. Rows of `dim` floats.
+void fill_timestep_sinusoid(std::span<const float> t, int64_t dim, float* e) {
+  const int64_t half = dim / 2;
+  const float neg_log = float(-std::log(10000.0));
+  for (size_t b = 0; b < t.size(); ++b) {
+    const float tb = t[b];
+    float* row = e + int64_t(b) * dim;
+    for (int64_t i = 0; i < half; ++i) {
+      const float freq = std::exp(neg_log * float(i) / float(half));
+      const float arg = tb * freq;
+      row[i] = std::cos(arg);
+      row[half + i] = std::sin(arg);
+    }
+    if (dim % 2) row[dim - 1] = 0.0f;
+  }
+}
+
 // t is read on the host (downloaded first when it is device memory); emb is written through
 // a HostStaging (in place for a host arena, uploaded for a device one).
 Status timestep_sinusoid(Backend& be, const Tensor& t, const Tensor& emb) {
-  const int64_t B = emb.size(0), dim = emb.size(1), half = dim / 2;
+  const int64_t B = emb.size(0), dim = emb.size(1);
   std::vector<float> tv(static_cast<size_t>(B));
   if (t.device() == Device::kCPU) {
     for (int64_t b = 0; b < B; ++b)
@@ -157,18 +182,7 @@ Status timestep_sinusoid(Backend& be, const Tensor& t, const Tensor& emb) {
   HostStaging staging(be, emb);
   float* e = staging.data<float>();
   if (!e) return resource_exhausted("MMDiT forward: out of host memory for the sinusoid");
-  const float neg_log = float(-std::log(10000.0));
-  for (int64_t b = 0; b < B; ++b) {
-    const float tb = tv[size_t(b)];
-    float* row = e + b * dim;
-    for (int64_t i = 0; i < half; ++i) {
-      const float freq = std::exp(neg_log * float(i) / float(half));
-      const float arg = tb * freq;
-      row[i] = std::cos(arg);
-      row[half + i] = std::sin(arg);
-    }
-    if (dim % 2) row[dim - 1] = 0.0f;
-  }
+  fill_timestep_sinusoid(tv, dim, e);
   return staging.commit();
 }
 
@@ -248,8 +262,11 @@ Status MMDiT::forward(Backend& be, Arena& arena, const MMDiTInputs& in, const Te
   SD35_ASSIGN_OR_RETURN(Tensor silu_c, arena.tensor(S{B, D}, DType::kF32));
   {
     ArenaScope emb_scope(arena);
-    SD35_ASSIGN_OR_RETURN(Tensor tf, arena.tensor(S{B, cfg.freq_dim}, DType::kF32));
-    SD35_RETURN_IF_ERROR(timestep_sinusoid(be, in.timesteps, tf));
+    Tensor tf = in.timestep_features;
+    if (!tf.defined()) {
+      SD35_ASSIGN_OR_RETURN(tf, arena.tensor(S{B, cfg.freq_dim}, DType::kF32));
+      SD35_RETURN_IF_ERROR(timestep_sinusoid(be, in.timesteps, tf));
+    }
     SD35_ASSIGN_OR_RETURN(Tensor t_emb, arena.tensor(S{B, D}, DType::kF32));
     SD35_ASSIGN_OR_RETURN(Tensor y_emb, arena.tensor(S{B, D}, DType::kF32));
     SD35_ASSIGN_OR_RETURN(Tensor c, arena.tensor(S{B, D}, DType::kF32));
@@ -321,6 +338,10 @@ Status MMDiT::forward(Backend& be, Arena& arena, const MMDiTInputs& in, const Te
   SD35_RETURN_IF_ERROR(be.copy(fin.reshape(S{B, h, wd, p, p, Co}), dst6));
   if (padded) SD35_RETURN_IF_ERROR(be.copy(dst.slice(2, 0, H).slice(3, 0, W), out));
   return ok_status();
+}
+
+void MMDiT::timestep_features(std::span<const float> t, float* out) const {
+  fill_timestep_sinusoid(t, impl_->cfg.freq_dim, out);
 }
 
 double MMDiT::forward_flops(const MMDiTConfig& cfg, int64_t batch, int64_t height, int64_t width,

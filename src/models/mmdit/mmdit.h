@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -27,6 +28,11 @@ struct MMDiTInputs {
                      // the host for the sinusoid: host avoids a download)
   Tensor context;    // [B, L, context_dim] f32
   Tensor y;          // [B, adm_in_channels] f32 pooled text embedding
+  // Optional [B, freq_dim] f32 on the backend's device: the timestep sinusoid of
+  // `timesteps`, filled by MMDiT::timestep_features() on the host and uploaded by the
+  // caller. With it a device forward is device ops only (no staging upload inside), so it
+  // can be captured and replayed as a graph.
+  Tensor timestep_features = Tensor();
 };
 
 struct MMDiTOptions {
@@ -58,6 +64,10 @@ class MMDiT {
   // before returning.
   Status forward(Backend& backend, Arena& arena, const MMDiTInputs& in, const Tensor& out,
                  const MMDiTOptions& options = {}) const;
+
+  // The timestep sinusoid the forward embeds, exactly as forward() computes it: out gets
+  // t.size() rows of config().freq_dim floats.
+  void timestep_features(std::span<const float> t, float* out) const;
 
   // Multiply-add FLOPs ×2 of one forward (linear layers + attention), for benchmarks.
   static double forward_flops(const MMDiTConfig& cfg, int64_t batch, int64_t height,
