@@ -41,9 +41,12 @@ constexpr const char* kUsage =
     "         [--text-device auto|cpu|gpu] [--width 1024] [--height 1024] [--steps 20]\n"
     "         [--cfg 4.5] [--sampler dpmpp_2m] [--scheduler sgm_uniform] [--seed 0]\n"
     "         [--compute bf16|f32] [--no-t5] [--warmup 1] [--mmdit-iters 0] [--threads N]\n"
+    "         [--cuda-graphs]\n"
     "  MODEL: checkpoint + text encoder files, or a folder. One warm-up generation, then a\n"
     "  timed one: load, text encode, s/step, sample, VAE decode, total, peak memory; with\n"
     "  --mmdit-iters N also N MMDiT forwards alone (batch 2, 154 context tokens).\n"
+    "  --cuda-graphs replays the denoising forwards as captured CUDA graphs.\n"
+    "  The JSON has FNV-1a hashes of the image and latent bytes (A/B identity checks).\n"
     "  The last line is JSON.\n";
 
 struct Args {
@@ -55,7 +58,19 @@ struct Args {
   double cfg = 4.5;
   uint64_t seed = 0;
   bool use_t5 = true;
+  bool cuda_graphs = false;
 };
+
+// FNV-1a of a tensor's bytes, as 16 hex digits.
+std::string fnv1a_hex(const Tensor& t) {
+  uint64_t h = 1469598103934665603ull;
+  const auto* p = static_cast<const unsigned char*>(t.data());
+  const size_t n = t.data() ? size_t(t.numel()) * t.element_size() : 0;
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
 
 // Returns false (with *exit_code) when main should exit.
 bool parse_args(int argc, char** argv, Args& a, int* exit_code) {
@@ -119,6 +134,8 @@ bool parse_args(int argc, char** argv, Args& a, int* exit_code) {
       if (*end != '\0') return bad("--seed: an integer");
     } else if (s == "--no-t5") {
       a.use_t5 = false;
+    } else if (s == "--cuda-graphs") {
+      a.cuda_graphs = true;
     } else if (!s.empty() && s[0] != '-') {
       a.models.push_back(s);
     } else {
@@ -275,6 +292,7 @@ int main(int argc, char** argv) {
   eo.compute = *compute;
   eo.text_device = a.text_device;
   eo.device = a.device;
+  eo.cuda_graphs = a.cuda_graphs;
   GenerateParams gp;
   gp.prompt = "a photo of an astronaut riding a horse on the moon, highly detailed";
   gp.negative = "";
@@ -337,8 +355,8 @@ int main(int argc, char** argv) {
 
   std::printf("  load            %8.3f s\n", load_s);
   std::printf("  text encode     %8.3f s  (positive + negative prompt)\n", tm.encode_prompt_s);
-  std::printf("  per step        %8.4f s  (mean of %zu steps, %d model calls)\n", step_s,
-              tm.step_s.size(), tm.model_calls);
+  std::printf("  per step        %8.4f s  (mean of %zu steps, %d model calls, %d replayed)\n",
+              step_s, tm.step_s.size(), tm.model_calls, tm.graph_replays);
   std::printf("  sample          %8.3f s\n", tm.sample_s);
   std::printf("  VAE decode      %8.3f s\n", tm.vae_decode_s);
   std::printf("  total           %8.3f s  (first run %.3f s)\n", tm.total_s, first_total_s);
@@ -357,11 +375,13 @@ int main(int argc, char** argv) {
       "\"step_s\": %.5f, \"sample_s\": %.4f, \"vae_decode_s\": %.4f, \"total_s\": %.4f, "
       "\"first_total_s\": %.4f, \"model_calls\": %d, \"mmdit_forward_ms\": %.3f, "
       "\"mmdit_iters\": %d, \"peak_vram_gb\": %.3f, \"vram_before_load_gb\": %.3f, "
-      "\"peak_rss_gb\": %.3f}\n",
+      "\"peak_rss_gb\": %.3f, \"cuda_graphs\": %s, \"graph_replays\": %d, "
+      "\"image_fnv1a\": \"%s\", \"latent_fnv1a\": \"%s\"}\n",
       a.backend.c_str(), gpu_name.c_str(), a.compute.c_str(), a.text_device.c_str(), a.width,
       a.height, a.steps, a.cfg, a.sampler.c_str(), a.scheduler.c_str(), load_s,
       tm.encode_prompt_s, step_s, tm.sample_s, tm.vae_decode_s, tm.total_s, first_total_s,
       tm.model_calls, mmdit_ms, a.mmdit_iters, peak_vram,
-      vram.valid() ? double(vram.start_used()) / gb : 0.0, rss);
+      vram.valid() ? double(vram.start_used()) / gb : 0.0, rss, a.cuda_graphs ? "true" : "false",
+      tm.graph_replays, fnv1a_hex(res->image).c_str(), fnv1a_hex(res->latent).c_str());
   return 0;
 }

@@ -228,6 +228,7 @@ int run(int argc, char** argv) {
   eo.models = plan->engine_models();
   eo.backend = choose_backend(config.backend);
   eo.threads = config.threads;
+  eo.cuda_graphs = config.cuda_graphs;
   if (eo.backend == "cuda") {
     eo.compute = DType::kBF16;  // the GPU's fast mode, as the CLI
     // Operators see which card, driver and memory a replica got before the weights load (a

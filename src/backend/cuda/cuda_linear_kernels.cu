@@ -1,5 +1,7 @@
 // Kernels of the convolution path: im2col for one band of output rows, and the epilogue
 // that adds the bias to the f32 GEMM result and stores it (rounded once) into y's layout.
+#include <algorithm>
+
 #include "backend/cuda/cuda_activation.cuh"
 #include "backend/cuda/cuda_dtype.cuh"
 #include "backend/cuda/cuda_kernels.h"
@@ -9,31 +11,40 @@ namespace sd35::cuda {
 namespace {
 
 // col[(c*KH + ky)*KW + kx, p] with p = (oh - oh0)*OW + ow: the input pixel under kernel tap
-// (ky, kx) of output pixel (oh, ow), or 0 in the zero padding.
-__global__ void im2col_kernel(Im2colArgs a, int64_t total) {
-  const int64_t p_count = a.band_rows * a.ow;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t row = i / p_count, p = i - row * p_count;
+// (ky, kx) of output pixel (oh, ow), or 0 in the zero padding. One column-matrix row per
+// grid.y (its c, ky, kx computed once per block), pixels across grid.x: the only per-element
+// division is a 32-bit p / OW (a band has far fewer than 2^31 pixels, checked by the launcher).
+__global__ void im2col_kernel(Im2colArgs a, uint32_t p_count) {
+  const uint32_t ow = uint32_t(a.ow);
+  for (int64_t row = blockIdx.y; row < a.channels * a.kh * a.kw; row += gridDim.y) {
     const int64_t kx = row % a.kw, ky = (row / a.kw) % a.kh, c = row / (a.kw * a.kh);
-    const int64_t oh = a.oh0 + p / a.ow, ow = p % a.ow;
-    const int64_t iy = oh * a.stride - a.pad_top + ky, ix = ow * a.stride - a.pad_left + kx;
-    float v = 0.0f;
-    if (iy >= 0 && iy < a.height && ix >= 0 && ix < a.width)
-      v = load_f32(a.x, a.x_dtype, c * a.xs_c + iy * a.xs_h + ix * a.xs_w);
-    store_f32(a.col, a.col_dtype, i, v);
+    const int64_t x_base = c * a.xs_c;
+    const int64_t col_base = row * int64_t(p_count);
+    for (uint32_t p = blockIdx.x * blockDim.x + threadIdx.x; p < p_count;
+         p += gridDim.x * blockDim.x) {
+      const uint32_t r = p / ow, q = p - r * ow;
+      const int64_t iy = (a.oh0 + r) * a.stride - a.pad_top + ky;
+      const int64_t ix = int64_t(q) * a.stride - a.pad_left + kx;
+      float v = 0.0f;
+      if (iy >= 0 && iy < a.height && ix >= 0 && ix < a.width)
+        v = load_f32(a.x, a.x_dtype, x_base + iy * a.xs_h + ix * a.xs_w);
+      store_f32(a.col, a.col_dtype, col_base + p, v);
+    }
   }
 }
 
+// y[o, oh0 + p / OW, p % OW] = acc[o·P + p] + bias[o]: one output channel per grid.y.
 __global__ void conv_epilogue_kernel(const float* acc, const float* bias, void* y, DType yt,
                                      int64_t ys_o, int64_t ys_h, int64_t ys_w, int64_t oc,
-                                     int64_t oh0, int64_t p_count, int64_t ow) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < oc * p_count;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t o = i / p_count, p = i - o * p_count;
-    float v = acc[i];
-    if (bias) v += bias[o];
-    store_f32(y, yt, o * ys_o + (oh0 + p / ow) * ys_h + (p % ow) * ys_w, v);
+                                     int64_t oh0, uint32_t p_count, uint32_t ow) {
+  for (int64_t o = blockIdx.y; o < oc; o += gridDim.y) {
+    const float b = bias ? bias[o] : 0.0f;
+    const float* src = acc + o * int64_t(p_count);
+    for (uint32_t p = blockIdx.x * blockDim.x + threadIdx.x; p < p_count;
+         p += gridDim.x * blockDim.x) {
+      const uint32_t r = p / ow, q = p - r * ow;
+      store_f32(y, yt, o * ys_o + (oh0 + r) * ys_h + int64_t(q) * ys_w, src[p] + b);
+    }
   }
 }
 
@@ -129,10 +140,19 @@ Status launch_matmul_fallback(const LtMatmul& mm, cudaStream_t stream) {
   return launch_status("gemm (fallback kernel)");
 }
 
+// Grid of `work_per_row` pixels across x (grid-stride beyond 2^16 blocks) and `rows` rows
+// across y (grid-stride beyond 65535).
+static dim3 rows_by_pixels_grid(int64_t rows, int64_t work_per_row, int threads) {
+  return dim3(unsigned(std::min<int64_t>((work_per_row + threads - 1) / threads, 1 << 16)),
+              unsigned(std::min<int64_t>(rows, 65535)));
+}
+
 Status launch_im2col(const Im2colArgs& a, cudaStream_t stream) {
-  const int64_t total = a.channels * a.kh * a.kw * a.band_rows * a.ow;
-  if (total == 0) return ok_status();
-  im2col_kernel<<<grid_for(total), 256, 0, stream>>>(a, total);
+  const int64_t rows = a.channels * a.kh * a.kw, p_count = a.band_rows * a.ow;
+  if (rows * p_count == 0) return ok_status();
+  if (p_count > 0x7FFFFFFF) return unsupported("conv2d: a band of more than 2^31 pixels");
+  im2col_kernel<<<rows_by_pixels_grid(rows, p_count, 256), 256, 0, stream>>>(
+      a, uint32_t(p_count));
   return launch_status("conv2d im2col");
 }
 
@@ -141,8 +161,10 @@ Status launch_conv_epilogue(const float* acc, const float* bias, void* y, DType 
                             int64_t oh0, int64_t band_rows, int64_t ow, cudaStream_t stream) {
   const int64_t p_count = band_rows * ow;
   if (out_channels * p_count == 0) return ok_status();
-  conv_epilogue_kernel<<<grid_for(out_channels * p_count), 256, 0, stream>>>(
-      acc, bias, y, y_dtype, ys_o, ys_h, ys_w, out_channels, oh0, p_count, ow);
+  if (p_count > 0x7FFFFFFF) return unsupported("conv2d: a band of more than 2^31 pixels");
+  conv_epilogue_kernel<<<rows_by_pixels_grid(out_channels, p_count, 256), 256, 0, stream>>>(
+      acc, bias, y, y_dtype, ys_o, ys_h, ys_w, out_channels, oh0, uint32_t(p_count),
+      uint32_t(ow));
   return launch_status("conv2d epilogue");
 }
 
