@@ -84,6 +84,7 @@ set(SD35_CUDA_SOURCES
   src/backend/cuda/cuda_backend.cpp
   src/backend/cuda/cuda_backend_ops.cpp
   src/backend/cuda/cuda_gemm.cpp
+  src/backend/cuda/attention_gemm.cpp
   src/backend/cuda/cuda_conv.cpp
   src/backend/cuda/cuda_scratch.cpp
   src/backend/cuda/cuda_layout.cpp

@@ -304,6 +304,38 @@ TEST(CudaBackendAttention, StridedQkvSlicesAndMasks) {
   EXPECT_FALSE(st.ok());
 }
 
+TEST(CudaBackendAttention, WideHeadsRunAsBlockedGemms) {
+  // Head dims >= 128 over >= 2^20 scores take the GEMM path (attention_gemm.cpp): the VAE's
+  // single 512-wide head, and two 128-wide heads as slices of a fused k/v buffer with a
+  // padded q. (One score block each: a multi-block case needs > 2^25 scores, too slow for
+  // the f64 reference.) Tolerances as StridedQkvSlicesAndMasks (the probabilities are
+  // rounded to the 16-bit input type before P·V there too).
+  struct Case {
+    int64_t B, Lq, Lk, H, D;
+  };
+  for (const Case& c : {Case{1, 1024, 1024, 1, 512}, Case{2, 1000, 1100, 2, 128}}) {
+    for (DType t : {DType::kF32, DType::kBF16}) {
+      const int64_t F = c.H * c.D;
+      auto q = Mirror::make({c.B, c.Lq, F}, t, 8);
+      auto kv = Mirror::make({c.B, c.Lk, 2 * F}, t);
+      auto out = Mirror::make({c.B, c.Lq, F}, t, 16);
+      q->fill_random(4000, 1.0f);
+      kv->fill_random(4001, 1.0f);
+      q->upload();
+      kv->upload();
+      const Shape ks{c.B, c.Lk, F}, kst{c.Lk * 2 * F, 2 * F, 1};
+      const float scale = 1.0f / std::sqrt(float(c.D));
+      const Tol tol = t == DType::kF32 ? Tol{2e-5, 1e-4} : Tol{1.0 / 64, 1.0 / 64};
+      run_and_compare("wide attention D=" + std::to_string(c.D) + " " + dt(t), {{out.get(), tol}},
+                      [&](Backend& b, bool d) {
+                        return b.attention(side(*q, d), side(*kv, d, ks, kst, 0),
+                                           side(*kv, d, ks, kst, F), side(*out, d), int(c.H),
+                                           scale);
+                      });
+    }
+  }
+}
+
 TEST(CudaGather, RowsAndRangeCheck) {
   for (DType tt : {DType::kF32, DType::kBF16, DType::kF8E4M3FN}) {
     auto table = Mirror::make({50, 33}, tt, 3);

@@ -9,6 +9,7 @@
 #include <span>
 
 #include "backend/backend.h"
+#include "backend/cuda/attention.h"
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_lt_matmul.h"
 #include "backend/cuda/cuda_scratch.h"
@@ -61,6 +62,11 @@ Status gemm_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor*
                const Tensor& y, const GemmParams& p);
 Status conv2d_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
                  const Tensor& y, const Conv2dParams& p);
+
+// Unmasked attention with a wide head as GEMMs over query blocks (attention_gemm.cpp); false
+// when it does not apply (narrow heads, small problems, masks, a layout cuBLASLt declines)
+// and the attention kernels should run instead.
+Result<bool> attention_by_gemm(CudaContext& ctx, const AttentionArgs& a);
 
 // cuda_backend_ops.cpp: everything else (same validation as the CPU backends).
 Status attention_op(CudaContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,

@@ -122,6 +122,8 @@ Status attention_op(CudaContext& ctx, const Tensor& q, const Tensor& k, const Te
       a.bias = static_cast<const float*>(p);
     }
   }
+  SD35_ASSIGN_OR_RETURN(const bool by_gemm, attention_by_gemm(ctx, a));
+  if (by_gemm) return ok_status();
   return launch_attention(a, ctx.stream);
 }
 

@@ -48,7 +48,7 @@ __global__ void conv_epilogue_kernel(const float* acc, const float* bias, void* 
   }
 }
 
-// D[i, j] (column-major, ld ldd) = act(Σ_k opA[i, k]·opB[k, j] (+ D) (+ bias[i])); one thread
+// D[i, j] (column-major, ld ldd) = act(α·Σ_k opA[i, k]·opB[k, j] (+ D) (+ bias[i])); one thread
 // per output element. Only used when cuBLASLt has no algorithm for a layout.
 __global__ void matmul_fallback_kernel(LtMatmul mm) {
   for (int64_t j = blockIdx.y * int64_t(blockDim.y) + threadIdx.y; j < mm.n;
@@ -62,6 +62,7 @@ __global__ void matmul_fallback_kernel(LtMatmul mm) {
         acc = fmaf(load_f32(mm.a, mm.a_type, ai), load_f32(mm.b, mm.b_type, bi), acc);
       }
       const int64_t di = i + j * mm.ldd;
+      acc *= mm.alpha;
       if (mm.accumulate) acc += load_f32(mm.d, mm.d_type, di);
       if (mm.bias) acc += load_f32(mm.bias, mm.bias_type, i);
       store_f32(mm.d, mm.d_type, di, apply_activation(mm.activation, acc));

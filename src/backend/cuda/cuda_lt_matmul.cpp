@@ -182,7 +182,7 @@ Status LtGemm::run(const LtMatmul& mm, bool* supported, bool allow_fallback) {
     SD35_LT_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
         plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)), "set BIAS_POINTER");
   }
-  const float alpha = 1.0f, beta = mm.accumulate ? 1.0f : 0.0f;
+  const float alpha = mm.alpha, beta = mm.accumulate ? 1.0f : 0.0f;
   cublasStatus_t s = cublasLtMatmul(handle_, plan.desc, &alpha, mm.a, plan.a, mm.b, plan.b, &beta,
                                     mm.d, plan.d, mm.d, plan.d, &plan.algo, workspace_,
                                     workspace_bytes_, stream_);

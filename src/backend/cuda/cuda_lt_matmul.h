@@ -1,7 +1,7 @@
 // A thin owner of one cuBLASLt handle and its workspace, with matmul plans (descriptors,
 // layouts and the heuristic's algorithm) cached per shape/type/alignment so that repeated
 // denoising steps do not query the heuristic again. Column-major, as cuBLASLt sees it:
-// D[m, n] = act(op(A)[m, k] · op(B)[k, n] (+ D if accumulate) (+ bias[m])).
+// D[m, n] = act(alpha·op(A)[m, k] · op(B)[k, n] (+ D if accumulate) (+ bias[m])).
 #pragma once
 
 #include <cublasLt.h>
@@ -31,6 +31,7 @@ struct LtMatmul {
   void* d = nullptr;
   DType d_type = DType::kF32;
   int64_t ldd = 0;
+  float alpha = 1.0f;          // scales the product (not the accumulated D or the bias)
   bool accumulate = false;     // beta = 1 with C = D
   const void* bias = nullptr;  // [m] of bias_type, or null (CUBLASLT_EPILOGUE_BIAS)
   DType bias_type = DType::kF32;

@@ -21,6 +21,8 @@ enum class ScratchSlot : int {
   kInput,      // activations repacked for a GEMM (rows with unusual strides)
   kStats,      // reduction partials and statistics
   kMisc,       // small staging (attention bias, ...)
+  kAttnScores, // f32 scores of one query block (attention by GEMMs)
+  kAttnProbs,  // their softmax in the compute dtype
   kCount,
 };
 
