@@ -106,7 +106,7 @@ class Backend {
   // shift, scale [B, D] f32 with dense rows (strided chunks of an adaLN output are fine);
   // y [B, L, D] f32, bf16 or f16 with dense rows. y may alias x only as the very same view
   // (f32, same strides): every kernel reads a whole row before writing it. Any other overlap
-  // of y with x, shift or scale is an error.
+  // of y with x, shift or scale (judged by the address ranges the views span) is an error.
   virtual Status layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
                                      float eps, const Tensor& y) = 0;
   // y = a + b with b broadcast against a: b's dims align with a's trailing dims, and a size-1
