@@ -92,6 +92,7 @@ set(SD35_CUDA_SOURCES
   src/backend/cuda/cuda_profiler.cpp
   src/backend/cuda/cuda_elementwise.cu
   src/backend/cuda/cuda_norm.cu
+  src/backend/cuda/cuda_norm_modulate.cu
   src/backend/cuda/cuda_linear_kernels.cu
 )
 # The attention kernels (another engineer's files; see src/backend/cuda/attention.h).

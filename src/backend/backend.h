@@ -121,6 +121,16 @@ class Backend {
   // y = x·(1 + scale) + shift, broadcast over L. y may alias x.
   virtual Status modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
                           const Tensor& y) = 0;
+  // The MMDiT's adaLN pre-norm in one pass: y = LayerNorm(x)·(1 + scale) + shift, i.e.
+  // layer_norm without affine (biased variance, eps as there) then modulate, computed in f32
+  // (or better) and rounded once on store, without the f32 intermediate of the two-op path.
+  // x [B, L, D] f32 with dense rows (any row/batch strides: the residual streams are f32);
+  // shift, scale [B, D] f32 with dense rows (strided chunks of an adaLN output are fine);
+  // y [B, L, D] f32, bf16 or f16 with dense rows. y may alias x only as the very same view
+  // (f32, same strides): every kernel reads a whole row before writing it. Any other overlap
+  // of y with x, shift or scale (judged by the address ranges the views span) is an error.
+  virtual Status layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                     float eps, const Tensor& y) = 0;
   // y = a + b with b broadcast against a: b's dims align with a's trailing dims, and a size-1
   // or missing dim of b repeats (e.g. a pos_embed [1, L, D] added to x [B, L, D], a bias
   // [C, 1, 1] to [N, C, H, W]). Any strides; y has a's shape and may alias a.

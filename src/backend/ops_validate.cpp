@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 
 namespace sd35::validate {
 namespace {
@@ -52,6 +53,26 @@ Status copy_dtypes(const Tensor& x, const Tensor& y, std::string_view op) {
   if (dtype_is_compute_float(x.dtype()) && dtype_is_compute_float(y.dtype())) return ok_status();
   return unsupported(std::string(op) + ": cannot convert " + std::string(dtype_name(x.dtype())) +
                      " to " + std::string(dtype_name(y.dtype())));
+}
+
+// Whether the byte ranges [first element, last element] of a and b intersect. Conservative
+// for interleaved views (two disjoint column slices of one buffer "overlap"): only used
+// where the ops have no reason to pass such views.
+bool overlaps(const Tensor& a, const Tensor& b) {
+  if (a.numel() == 0 || b.numel() == 0) return false;
+  auto range = [](const Tensor& t) {  // [lo, hi) in bytes
+    int64_t lo = 0, hi = 1;
+    for (int d = 0; d < t.ndim(); ++d) {
+      int64_t reach = (t.size(d) - 1) * t.stride(d);
+      (reach < 0 ? lo : hi) += reach;
+    }
+    const auto* p = static_cast<const char*>(t.data());
+    const int64_t es = int64_t(t.element_size());
+    return std::pair{p + lo * es, p + hi * es};
+  };
+  auto [a0, a1] = range(a);
+  auto [b0, b1] = range(b);
+  return a0 < b1 && b0 < a1;
 }
 
 }  // namespace
@@ -115,6 +136,43 @@ Status modulate(Device dev, const Tensor& x, const Tensor& shift, const Tensor& 
                               "], got " + t->describe());
     }
     SD35_RETURN_IF_ERROR(check::dense_rows(*t, op, what));
+  }
+  return ok_status();
+}
+
+Status layer_norm_modulate(Device dev, const Tensor& x, const Tensor& shift, const Tensor& scale,
+                           float eps, const Tensor& y) {
+  constexpr std::string_view op = "layer_norm_modulate";
+  SD35_RETURN_IF_ERROR(activation_operand(dev, x, op, "x"));
+  SD35_RETURN_IF_ERROR(check::dtype_in(x, {DType::kF32}, op, "x"));
+  SD35_RETURN_IF_ERROR(activation_operand(dev, y, op, "y"));
+  if (x.ndim() != 3) {
+    return invalid_argument("layer_norm_modulate: x must be [B, L, D], got " + x.describe());
+  }
+  SD35_RETURN_IF_ERROR(check::same_shape(x, y, op));
+  SD35_RETURN_IF_ERROR(check::dense_rows(x, op, "x"));
+  SD35_RETURN_IF_ERROR(check::dense_rows(y, op, "y"));
+  SD35_RETURN_IF_ERROR(eps_ok(eps, op));
+  for (const Tensor* t : {&shift, &scale}) {
+    std::string_view what = t == &shift ? "shift" : "scale";
+    SD35_RETURN_IF_ERROR(check::on_device(*t, dev, op));
+    SD35_RETURN_IF_ERROR(has_data(*t, op, what));
+    SD35_RETURN_IF_ERROR(check::dtype_in(*t, {DType::kF32}, op, what));
+    if (t->ndim() != 2 || t->size(0) != x.size(0) || t->size(1) != x.size(2)) {
+      return invalid_argument("layer_norm_modulate: " + std::string(what) + " must be [" +
+                              std::to_string(x.size(0)) + ", " + std::to_string(x.size(2)) +
+                              "], got " + t->describe());
+    }
+    SD35_RETURN_IF_ERROR(check::dense_rows(*t, op, what));
+    if (overlaps(y, *t)) {
+      return invalid_argument("layer_norm_modulate: y overlaps " + std::string(what));
+    }
+  }
+  const bool same_view =
+      y.data() == x.data() && y.dtype() == x.dtype() && y.strides() == x.strides();
+  if (!same_view && overlaps(y, x)) {
+    return invalid_argument(
+        "layer_norm_modulate: y overlaps x; in place, y must be the very same f32 view as x");
   }
   return ok_status();
 }

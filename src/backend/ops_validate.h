@@ -24,6 +24,12 @@ Status group_norm(Device dev, const Tensor& x, int groups, const Tensor* weight,
 // x, y [B, L, D] dense rows; shift, scale [B, D] dense rows (any row stride).
 Status modulate(Device dev, const Tensor& x, const Tensor& shift, const Tensor& scale,
                 const Tensor& y);
+// x [B, L, D] f32, y [B, L, D] activation dtype, both dense rows; shift, scale [B, D] f32,
+// dense rows (any row stride); eps finite and >= 0. y's memory may not overlap x's unless y
+// is exactly x (same data, dtype and strides), and never shift's or scale's, so a kernel may
+// read a row whole, then write it.
+Status layer_norm_modulate(Device dev, const Tensor& x, const Tensor& shift, const Tensor& scale,
+                           float eps, const Tensor& y);
 // a, y: same shape, activation dtypes, any strides; b: activation dtype (independent of a's),
 // b.ndim <= a.ndim, each of b's dims (aligned to a's trailing dims) equal to a's or 1, any
 // strides. y may alias a (the same view); nothing else may overlap y.

@@ -325,6 +325,61 @@ TEST(CudaOps, ModulateWithChunkedParams) {
   }
 }
 
+TEST(CudaOps, LayerNormModulateWithChunkedParams) {
+  // The MMDiT's fused adaLN pre-norm: x f32 [B, L, D] with padded rows (row stride D + 4),
+  // shift/scale chunks 1 and 4 of an f32 adaLN output [B, 6·D] (row stride 6·D), y f32 /
+  // bf16 / f16 with padded rows in guard-banded buffers. D: odd small widths (one warp per
+  // row, masked tails), the model's 1536 (the row held in registers) and 9000 (more than
+  // 8 values x 1024 threads: the kernel re-reads x for each pass). Tolerance: normalised
+  // values are O(2), times |1 + scale| <= 2 plus |shift| <= 1: scale 8 (as modulate).
+  for (int64_t D : {7, 33, 1536, 9000}) {
+    const int64_t B = 2, L = D > 2000 ? 3 : 37;
+    auto x = Mirror::make({B, L, D}, DType::kF32, 4);
+    auto ada = Mirror::make({B, 6 * D}, DType::kF32);
+    x->fill_random(uint32_t(71 + D), 1.0f, 3.0f);  // centred on 3: a one-pass variance fails
+    ada->fill_random(uint32_t(72 + D), 1.0f);
+    x->upload();
+    ada->upload();
+    const Shape ps{B, D}, pst{6 * D, 1};
+    for (DType t : kAct) {
+      auto y = Mirror::make({B, L, D}, t, 3);
+      run_and_compare("layer_norm_modulate D=" + std::to_string(D) + " y " + dt(t),
+                      {{y.get(), elementwise_tol(t, 8)}}, [&](Backend& b, bool d) {
+                        return b.layer_norm_modulate(side(*x, d), side(*ada, d, ps, pst, D),
+                                                     side(*ada, d, ps, pst, 4 * D), 1e-6f,
+                                                     side(*y, d));
+                      });
+    }
+    // x as rows 2..L+1 of a longer sequence [B, L + 5, D]: the batch stride is not L times
+    // the row stride (the model's per-stream views of one buffer).
+    auto seq = Mirror::make({B, L + 5, D}, DType::kF32);
+    seq->fill_random(uint32_t(73 + D), 0.5f, -2.0f);
+    seq->upload();
+    const Shape xs{B, L, D}, xst{(L + 5) * D, D, 1};
+    auto y = Mirror::make({B, L, D}, DType::kBF16);
+    run_and_compare("layer_norm_modulate sequence slice D=" + std::to_string(D),
+                    {{y.get(), elementwise_tol(DType::kBF16, 8)}}, [&](Backend& b, bool d) {
+                      return b.layer_norm_modulate(side(*seq, d, xs, xst, 2 * D),
+                                                   side(*ada, d, ps, pst, 0),
+                                                   side(*ada, d, ps, pst, D), 1e-6f, side(*y, d));
+                    });
+    // In place (y is x, f32): each block reads its row before writing it.
+    run_and_compare("layer_norm_modulate in place D=" + std::to_string(D),
+                    {{x.get(), elementwise_tol(DType::kF32, 8)}}, [&](Backend& b, bool d) {
+                      return b.layer_norm_modulate(side(*x, d), side(*ada, d, ps, pst, 3 * D),
+                                                   side(*ada, d, ps, pst, 5 * D), 1e-6f,
+                                                   side(*x, d));
+                    });
+  }
+  // The shared argument checks also guard the device: a bf16 x is rejected, not launched.
+  auto xb = Mirror::make({1, 2, 8}, DType::kBF16);
+  auto p = Mirror::make({1, 8}, DType::kF32);
+  auto yb = Mirror::make({1, 2, 8}, DType::kBF16);
+  Status s = cuda().layer_norm_modulate(xb->dev(), p->dev(), p->dev(), 1e-6f, yb->dev());
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("layer_norm_modulate"), std::string::npos) << s.to_string();
+}
+
 TEST(CudaOps, GatedAdd) {
   const int64_t B = 2, L = 33, D = 64;
   for (DType t : kAct) {

@@ -40,6 +40,10 @@ class CpuBackend final : public Backend {
                   const Tensor& y) override {
     return cpu::modulate(ctx_, x, shift, scale, y);
   }
+  Status layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
+                             const Tensor& y) override {
+    return cpu::layer_norm_modulate(ctx_, x, shift, scale, eps, y);
+  }
   Status add(const Tensor& a, const Tensor& b, const Tensor& y) override {
     return cpu::add(ctx_, a, b, y);
   }

@@ -35,6 +35,8 @@ Status group_norm(CpuContext& ctx, const Tensor& x, int groups, const Tensor* we
                   const Tensor* bias, float eps, const Tensor& y);
 Status modulate(CpuContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale,
                 const Tensor& y);
+Status layer_norm_modulate(CpuContext& ctx, const Tensor& x, const Tensor& shift,
+                           const Tensor& scale, float eps, const Tensor& y);
 Status add(CpuContext& ctx, const Tensor& a, const Tensor& b, const Tensor& y);
 Status mul(CpuContext& ctx, const Tensor& a, const Tensor& b, const Tensor& y);
 Status gated_add(CpuContext& ctx, const Tensor& x, const Tensor& gate, const Tensor& h, const Tensor& out);

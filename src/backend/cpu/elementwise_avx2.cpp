@@ -169,6 +169,15 @@ void modulate(const float* x, int64_t n, const float* scale1p, const float* shif
   });
 }
 
+void normalize_modulate(const float* x, int64_t n, float mean, float rstd, const float* scale1p,
+                        const float* shift, float* y) {
+  __m256 m = _mm256_set1_ps(mean), rs = _mm256_set1_ps(rstd);
+  map(x, n, y, [&](__m256 v, int64_t i, __m256i k) {
+    v = _mm256_mul_ps(_mm256_sub_ps(v, m), rs);  // normalize's rounding, then modulate's fma
+    return _mm256_fmadd_ps(v, _mm256_maskload_ps(scale1p + i, k), _mm256_maskload_ps(shift + i, k));
+  });
+}
+
 void activation(const float* x, int64_t n, int act, float* y) {
   switch (act) {
     case kRowActGeluTanh:
@@ -287,6 +296,6 @@ void affine(const float* x, int64_t n, float scale, float shift, float lo, float
 
 const RowKernels kRowKernelsAvx2 = {sum,      sum_sq_dev, sum_sq, normalize,   center_scale_shift,
                                     modulate, activation, max,    exp_sub_sum, scale,
-                                    add,      gated_add,  affine, mul};
+                                    add,      gated_add,  affine, mul,         normalize_modulate};
 
 }  // namespace sd35::cpu

@@ -166,6 +166,16 @@ void modulate(const float* x, int64_t n, const float* scale1p, const float* shif
   });
 }
 
+void normalize_modulate(const float* x, int64_t n, float mean, float rstd, const float* scale1p,
+                        const float* shift, float* y) {
+  __m512 m = _mm512_set1_ps(mean), rs = _mm512_set1_ps(rstd);
+  map(x, n, y, [&](__m512 v, int64_t i, __mmask16 k) {
+    v = _mm512_mul_ps(_mm512_sub_ps(v, m), rs);  // normalize's rounding, then modulate's fma
+    return _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(k, scale1p + i),
+                           _mm512_maskz_loadu_ps(k, shift + i));
+  });
+}
+
 void activation(const float* x, int64_t n, int act, float* y) {
   switch (act) {
     case kRowActGeluTanh:
@@ -272,8 +282,9 @@ void affine(const float* x, int64_t n, float scale, float shift, float lo, float
 
 }  // namespace
 
-const RowKernels kRowKernelsAvx512 = {sum,      sum_sq_dev, sum_sq, normalize,   center_scale_shift,
-                                      modulate, activation, max,    exp_sub_sum, scale,
-                                      add,      gated_add,  affine, mul};
+const RowKernels kRowKernelsAvx512 = {
+    sum,      sum_sq_dev, sum_sq, normalize,   center_scale_shift,
+    modulate, activation, max,    exp_sub_sum, scale,
+    add,      gated_add,  affine, mul,         normalize_modulate};
 
 }  // namespace sd35::cpu

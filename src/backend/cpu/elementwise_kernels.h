@@ -52,6 +52,11 @@ struct RowKernels {
   void (*affine)(const float* x, int64_t n, float scale, float shift, float lo, float hi, float* y);
   // y = a · b. y may equal a or b.
   void (*mul)(const float* a, const float* b, int64_t n, float* y);
+  // y = fma((x - mean)·rstd, scale1p, shift): layer_norm_modulate's row. The product is
+  // rounded to f32 before the fma exactly as normalize (no w, b) followed by modulate, so the
+  // fused op equals the two-op path bit for bit. y may equal x.
+  void (*normalize_modulate)(const float* x, int64_t n, float mean, float rstd,
+                             const float* scale1p, const float* shift, float* y);
 };
 
 extern const RowKernels kRowKernelsScalar;

@@ -52,6 +52,14 @@ void modulate(const float* x, int64_t n, const float* scale1p, const float* shif
   for (int64_t i = 0; i < n; ++i) y[i] = std::fma(x[i], scale1p[i], shift[i]);
 }
 
+void normalize_modulate(const float* x, int64_t n, float mean, float rstd, const float* scale1p,
+                        const float* shift, float* y) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = (x[i] - mean) * rstd;  // rounded here, as normalize stores it
+    y[i] = std::fma(v, scale1p[i], shift[i]);
+  }
+}
+
 // x·sigmoid(k·x) written as x / (1 + exp(-k·x)): no cancellation for negative x, and
 // exp overflow gives x / inf = -0, the right limit.
 float x_sigmoid(float x, float kx) { return x / (1.0f + std::exp(-kx)); }
@@ -125,8 +133,9 @@ void affine(const float* x, int64_t n, float scale, float shift, float lo, float
 
 }  // namespace
 
-const RowKernels kRowKernelsScalar = {sum,      sum_sq_dev, sum_sq, normalize,   center_scale_shift,
-                                      modulate, activation, max,    exp_sub_sum, scale,
-                                      add,      gated_add,  affine, mul};
+const RowKernels kRowKernelsScalar = {
+    sum,      sum_sq_dev, sum_sq, normalize,   center_scale_shift,
+    modulate, activation, max,    exp_sub_sum, scale,
+    add,      gated_add,  affine, mul,         normalize_modulate};
 
 }  // namespace sd35::cpu

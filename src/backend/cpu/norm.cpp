@@ -37,6 +37,44 @@ Status layer_norm(CpuContext& ctx, const Tensor& x, const Tensor* weight, const 
   return ok_status();
 }
 
+// The statistics and the arithmetic are layer_norm's (no affine) followed by modulate's, so
+// the result equals that two-op path bit for bit; only the f32 intermediate tensor and the
+// second pass over memory are gone. x is f32 (validated), so its rows are used in place.
+Status layer_norm_modulate(CpuContext& ctx, const Tensor& x, const Tensor& shift,
+                           const Tensor& scale, float eps, const Tensor& y) {
+  SD35_RETURN_IF_ERROR(validate::layer_norm_modulate(Device::kCPU, x, shift, scale, eps, y));
+  if (x.numel() == 0) return ok_status();
+  const RowKernels& k = row_kernels();
+  const int64_t len = x.size(1), d = x.size(2);
+  ctx.pool.parallel_for(x.rows(), rows::grain_for(d), [&](int64_t r0, int64_t r1) {
+    // shift and 1 + scale of the current batch row, refreshed when the chunk crosses into
+    // the next batch (as in modulate).
+    std::vector<float> buf(static_cast<size_t>(d)), sc1p(static_cast<size_t>(d));
+    const float* sh = nullptr;
+    int64_t cached_b = -1;
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / len;
+      if (b != cached_b) {
+        sh = reinterpret_cast<const float*>(rows::row_ptr(shift, b));
+        const auto* sc = reinterpret_cast<const float*>(rows::row_ptr(scale, b));
+        for (int64_t i = 0; i < d; ++i) sc1p[size_t(i)] = sc[i] + 1.0f;
+        cached_b = b;
+      }
+      void* yrow = rows::row_ptr(y, r);
+      const auto* xin = reinterpret_cast<const float*>(rows::row_ptr(x, r));
+      const float mean = k.sum(xin, d) / float(d);
+      const float var = k.sum_sq_dev(xin, d, mean) / float(d);
+      const float rstd = 1.0f / std::sqrt(var + eps);
+      // y == x (the only overlap validation allows) is f32, so out is the row itself and
+      // the kernel reads each element before writing it.
+      float* out = rows::out_f32(yrow, y.dtype(), buf.data());
+      k.normalize_modulate(xin, d, mean, rstd, sc1p.data(), sh, out);
+      rows::store_f32(out, yrow, y.dtype(), d);
+    }
+  });
+  return ok_status();
+}
+
 Status rms_norm(CpuContext& ctx, const Tensor& x, const Tensor* weight, float eps,
                 const Tensor& y) {
   SD35_RETURN_IF_ERROR(validate::rms_norm(Device::kCPU, x, weight, eps, y));

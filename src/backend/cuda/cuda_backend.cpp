@@ -156,6 +156,13 @@ class CudaBackend final : public Backend {
                           [&] { return "modulate " + x.describe() + "->" + d(y); });
     return cuda::modulate_op(ctx_, x, shift, scale, y);
   }
+  Status layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
+                             const Tensor& y) override {
+    SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(),
+                          [&] { return "layer_norm_modulate " + x.describe() + "->" + d(y); });
+    return cuda::layer_norm_modulate_op(ctx_, x, shift, scale, eps, y);
+  }
   Status add(const Tensor& a, const Tensor& b, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(select());
     cuda::ProfileScope ps(profiler_.get(),

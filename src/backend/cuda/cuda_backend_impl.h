@@ -79,6 +79,8 @@ Status group_norm_op(CudaContext& ctx, const Tensor& x, int groups, const Tensor
                      const Tensor* bias, float eps, const Tensor& y);
 Status modulate_op(CudaContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale,
                    const Tensor& y);
+Status layer_norm_modulate_op(CudaContext& ctx, const Tensor& x, const Tensor& shift,
+                              const Tensor& scale, float eps, const Tensor& y);
 Status binary_op(CudaContext& ctx, const Tensor& a, const Tensor& b, const Tensor& y, bool is_mul);
 Status gated_add_op(CudaContext& ctx, const Tensor& x, const Tensor& gate, const Tensor& h,
                     const Tensor& out);

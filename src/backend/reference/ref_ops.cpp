@@ -139,6 +139,30 @@ Status modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, const
   return ok_status();
 }
 
+Status layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
+                           const Tensor& y) {
+  SD35_RETURN_IF_ERROR(validate::layer_norm_modulate(Device::kCPU, x, shift, scale, eps, y));
+  if (x.numel() == 0) return ok_status();
+  const int64_t len = x.size(1), d = x.size(2), rows = x.rows();
+  std::vector<double> v(static_cast<size_t>(d));  // the row, read once: y may be x
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t b = r / len, xo = row_offset(x, r), yo = row_offset(y, r);
+    double mean = 0.0;
+    for (int64_t i = 0; i < d; ++i) mean += v[size_t(i)] = load(x, xo + i);
+    mean /= double(d);
+    double var = 0.0;
+    for (int64_t i = 0; i < d; ++i) var += (v[size_t(i)] - mean) * (v[size_t(i)] - mean);
+    var /= double(d);  // biased, as torch.nn.LayerNorm
+    const double rstd = 1.0 / std::sqrt(var + double(eps));
+    for (int64_t i = 0; i < d; ++i) {
+      const double sh = load(shift, b * shift.stride(0) + i);
+      const double sc = load(scale, b * scale.stride(0) + i);
+      store(y, yo + i, (v[size_t(i)] - mean) * rstd * (1.0 + sc) + sh);
+    }
+  }
+  return ok_status();
+}
+
 Status activation(const Tensor& x, Activation act, const Tensor& y) {
   SD35_RETURN_IF_ERROR(validate::activation(Device::kCPU, x, act, y));
   if (x.numel() == 0) return ok_status();

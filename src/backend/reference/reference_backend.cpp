@@ -40,6 +40,10 @@ class ReferenceBackend final : public Backend {
                   const Tensor& y) override {
     return ref::modulate(x, shift, scale, y);
   }
+  Status layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
+                             const Tensor& y) override {
+    return ref::layer_norm_modulate(x, shift, scale, eps, y);
+  }
   Status add(const Tensor& a, const Tensor& b, const Tensor& y) override {
     return ref::add(a, b, y);
   }

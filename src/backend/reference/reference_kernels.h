@@ -27,6 +27,8 @@ Status group_norm(const Tensor& x, int groups, const Tensor* weight,
                   const Tensor* bias, float eps, const Tensor& y);
 Status modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
                 const Tensor& y);
+Status layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
+                           const Tensor& y);
 Status add(const Tensor& a, const Tensor& b, const Tensor& y);
 Status mul(const Tensor& a, const Tensor& b, const Tensor& y);
 Status gated_add(const Tensor& x, const Tensor& gate, const Tensor& h, const Tensor& out);

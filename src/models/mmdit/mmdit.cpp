@@ -312,13 +312,9 @@ Status MMDiT::forward(Backend& be, Arena& arena, const MMDiTInputs& in, const Te
     ArenaScope final_scope(arena);
     SD35_ASSIGN_OR_RETURN(Tensor mods, arena.tensor(S{B, 2 * D}, DType::kF32));
     SD35_RETURN_IF_ERROR(be.gemm(silu_c, w.final_adaln.w, w.final_adaln.bias(), mods, {}));
-    SD35_ASSIGN_OR_RETURN(Tensor norm, arena.tensor(S{B, T, D}, DType::kF32));
-    Tensor hmod = norm;  // f32 mode: modulate in place
-    if (f.act != DType::kF32) {
-      SD35_ASSIGN_OR_RETURN(hmod, arena.tensor(S{B, T, D}, f.act));
-    }
+    SD35_ASSIGN_OR_RETURN(Tensor hmod, arena.tensor(S{B, T, D}, f.act));
     SD35_RETURN_IF_ERROR(mmdit::modulated_layer_norm(be, x, mmdit::mod_chunk(mods, 0, D),
-                                                     mmdit::mod_chunk(mods, 1, D), norm, hmod));
+                                                     mmdit::mod_chunk(mods, 1, D), hmod));
     SD35_RETURN_IF_ERROR(be.gemm(hmod, w.final_linear.w, w.final_linear.bias(), fin, {}));
   }
   observe("final_layer_out", fin);

@@ -44,7 +44,6 @@ Status attend(const ForwardContext& f, const Tensor& qkv, const Tensor& out) {
 
 // Scratch shared by the steps of one block, sized for the longer stream.
 struct Scratch {
-  Tensor norm;   // f32 [B·Lmax·D]
   Tensor h;      // act [B·Lmax·D]: modulated input of a GEMM
   Tensor delta;  // f32 [B·Lmax·D]: proj / fc2 output before its gated residual
   Tensor mlp;    // act [B·Lmax·mlp_hidden]
@@ -54,12 +53,12 @@ struct Scratch {
 Status mlp_residual(const ForwardContext& f, const Scratch& s, const StreamWeights& w,
                     const Tensor& mods, const Tensor& v) {
   const int64_t b = v.size(0), n = v.size(1), d = f.cfg.hidden;
-  const Tensor norm = prefix_view(s.norm, S{b, n, d}), h = prefix_view(s.h, S{b, n, d});
+  const Tensor h = prefix_view(s.h, S{b, n, d});
   const Tensor mid = prefix_view(s.mlp, S{b, n, w.fc1.out_features()});
   const Tensor delta = prefix_view(s.delta, S{b, n, d});
   Backend& be = f.backend;
   SD35_RETURN_IF_ERROR(
-      modulated_layer_norm(be, v, mod_chunk(mods, 3, d), mod_chunk(mods, 4, d), norm, h));
+      modulated_layer_norm(be, v, mod_chunk(mods, 3, d), mod_chunk(mods, 4, d), h));
   SD35_RETURN_IF_ERROR(be.gemm(h, w.fc1.w, w.fc1.bias(), mid, {Activation::kGeluTanh, false}));
   SD35_RETURN_IF_ERROR(be.gemm(mid, w.fc2.w, w.fc2.bias(), delta, {}));
   return be.gated_add(v, mod_chunk(mods, 5, d), delta, v);
@@ -76,9 +75,8 @@ Status attn_residual(const ForwardContext& f, const Scratch& s, const Linear& pr
 }  // namespace
 
 Status modulated_layer_norm(Backend& be, const Tensor& v, const Tensor& shift, const Tensor& scale,
-                            const Tensor& norm_f32, const Tensor& out) {
-  SD35_RETURN_IF_ERROR(be.layer_norm(v, nullptr, nullptr, kNormEps, norm_f32));
-  return be.modulate(norm_f32, shift, scale, out);
+                            const Tensor& out) {
+  return be.layer_norm_modulate(v, shift, scale, kNormEps, out);
 }
 
 Status joint_block(const ForwardContext& f, const BlockWeights& w, const Tensor& silu_c,
@@ -100,7 +98,6 @@ Status joint_block(const ForwardContext& f, const BlockWeights& w, const Tensor&
   SD35_RETURN_IF_ERROR(be.gemm(silu_c, wx.adaln.w, wx.adaln.bias(), mx, {}));
 
   Scratch s;
-  SD35_ASSIGN_OR_RETURN(s.norm, ar.tensor(S{B * Lmax * D}, DType::kF32));
   SD35_ASSIGN_OR_RETURN(s.h, ar.tensor(S{B * Lmax * D}, f.act));
   SD35_ASSIGN_OR_RETURN(s.delta, ar.tensor(S{B * Lmax * D}, DType::kF32));
   SD35_ASSIGN_OR_RETURN(s.mlp, ar.tensor(S{B * Lmax * int64_t(f.cfg.mlp_hidden)}, f.act));
@@ -109,24 +106,26 @@ Status joint_block(const ForwardContext& f, const BlockWeights& w, const Tensor&
   SD35_ASSIGN_OR_RETURN(Tensor qkv, ar.tensor(S{B, L, 3 * D}, f.act));
   const Tensor qkv_c = qkv.slice(1, 0, Lc), qkv_x = qkv.slice(1, Lc, L);
   {
-    const Tensor norm = prefix_view(s.norm, S{B, Lc, D}), h = prefix_view(s.h, S{B, Lc, D});
+    const Tensor h = prefix_view(s.h, S{B, Lc, D});
     SD35_RETURN_IF_ERROR(
-        modulated_layer_norm(be, context, mod_chunk(mc, 0, D), mod_chunk(mc, 1, D), norm, h));
+        modulated_layer_norm(be, context, mod_chunk(mc, 0, D), mod_chunk(mc, 1, D), h));
     SD35_RETURN_IF_ERROR(be.gemm(h, wc.attn.qkv.w, wc.attn.qkv.bias(), qkv_c, {}));
     SD35_RETURN_IF_ERROR(qk_norm(f, wc.attn, qkv_c));
   }
   Tensor qkv2;
   {
     // Dual blocks share ONE LayerNorm(x) between attn and attn2 (SAI pre_attention_x);
-    // only the modulation differs.
-    const Tensor norm = prefix_view(s.norm, S{B, Lx, D}), h = prefix_view(s.h, S{B, Lx, D});
-    SD35_RETURN_IF_ERROR(
-        modulated_layer_norm(be, x, mod_chunk(mx, 0, D), mod_chunk(mx, 1, D), norm, h));
+    // only the modulation differs. The fused op recomputes the (identical: x is unchanged,
+    // the arithmetic deterministic) statistics for attn2 instead of keeping an f32 LN(x):
+    // one more read of x costs less than writing and re-reading the normalised tensor.
+    const Tensor h = prefix_view(s.h, S{B, Lx, D});
+    SD35_RETURN_IF_ERROR(modulated_layer_norm(be, x, mod_chunk(mx, 0, D), mod_chunk(mx, 1, D), h));
     SD35_RETURN_IF_ERROR(be.gemm(h, wx.attn.qkv.w, wx.attn.qkv.bias(), qkv_x, {}));
     SD35_RETURN_IF_ERROR(qk_norm(f, wx.attn, qkv_x));
     if (wx.dual) {
       SD35_ASSIGN_OR_RETURN(qkv2, ar.tensor(S{B, Lx, 3 * D}, f.act));
-      SD35_RETURN_IF_ERROR(be.modulate(norm, mod_chunk(mx, 6, D), mod_chunk(mx, 7, D), h));
+      SD35_RETURN_IF_ERROR(
+          modulated_layer_norm(be, x, mod_chunk(mx, 6, D), mod_chunk(mx, 7, D), h));
       SD35_RETURN_IF_ERROR(be.gemm(h, wx.attn2.qkv.w, wx.attn2.qkv.bias(), qkv2, {}));
       SD35_RETURN_IF_ERROR(qk_norm(f, wx.attn2, qkv2));
     }

@@ -15,9 +15,10 @@ namespace sd35::mmdit {
 // eps of every LayerNorm and q/k norm of the model (SAI / ComfyUI: 1e-6).
 inline constexpr float kNormEps = 1e-6f;
 
-// What one forward call works with. The residual streams (x, context), the norms and the
-// adaLN modulation vectors are always f32; `act` is the dtype of the activations fed to the
-// GEMMs and attention (f32, or bf16 in the fast mode).
+// What one forward call works with. The residual streams (x, context) and the adaLN
+// modulation vectors are always f32, and the LayerNorm statistics are computed in f32 inside
+// the fused layer_norm_modulate; `act` is the dtype of the activations fed to the GEMMs and
+// attention (f32, or bf16 in the fast mode).
 struct ForwardContext {
   Backend& backend;
   Arena& arena;
@@ -34,10 +35,10 @@ struct ForwardContext {
 Status joint_block(const ForwardContext& f, const BlockWeights& w, const Tensor& silu_c,
                    const Tensor& context, const Tensor& x);
 
-// out = LayerNorm(v)·(1 + scale) + shift (no affine, eps 1e-6); norm_f32 is f32 scratch of
-// v's shape, out may be any activation dtype (it may alias norm_f32).
+// out = LayerNorm(v)·(1 + scale) + shift (no affine, eps 1e-6) in one fused backend op; v is
+// an f32 residual stream, out any activation dtype (not overlapping v).
 Status modulated_layer_norm(Backend& be, const Tensor& v, const Tensor& shift, const Tensor& scale,
-                            const Tensor& norm_f32, const Tensor& out);
+                            const Tensor& out);
 
 // Chunk i of an adaLN output [B, n·D]: a strided [B, D] column view.
 inline Tensor mod_chunk(const Tensor& mods, int i, int64_t d) {
