@@ -186,7 +186,9 @@ class SimBackend final : public Backend {
   Status layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
                              const Tensor& y) override {
     SD35_RETURN_IF_ERROR(need("layer_norm_modulate", {&x, &shift, &scale, &y}));
-    return inner_->layer_norm_modulate(host(x), host(shift), host(scale), eps, host(y));
+    return run([=, this] {
+      return inner_->layer_norm_modulate(host(x), host(shift), host(scale), eps, host(y));
+    });
   }
   Status add(const Tensor& a, const Tensor& b, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(need("add", {&a, &b, &y}));
