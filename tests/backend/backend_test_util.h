@@ -15,10 +15,23 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "core/cpu_features.h"
 #include "core/tensor.h"
 
 namespace sd35::testing {
+
+// The backends the op tests compare, one of each per test binary. The cpu backend has 3
+// threads even on a 2-core machine, so that the parallel split into chunks is exercised (and a
+// chunk boundary can fall inside a batch, where per-batch parameters change).
+inline Backend& cpu_backend() {
+  static std::unique_ptr<Backend> b = make_cpu_backend(3);
+  return *b;
+}
+inline Backend& reference_backend() {
+  static std::unique_ptr<Backend> b = make_reference_backend();
+  return *b;
+}
 
 // Byte every guarded buffer is pre-filled with; a write outside the view changes it.
 inline constexpr uint8_t kGuardByte = 0xA5;

@@ -35,15 +35,8 @@ using testing::for_each_isa;
 using testing::guarded;
 using testing::GuardedTensor;
 
-// 3 threads even on a 2-core machine, so that the parallel split into chunks is exercised.
-Backend& cpu_backend() {
-  static std::unique_ptr<Backend> b = make_cpu_backend(3);
-  return *b;
-}
-Backend& reference_backend() {
-  static std::unique_ptr<Backend> b = make_reference_backend();
-  return *b;
-}
+using testing::cpu_backend;
+using testing::reference_backend;
 
 Tensor make(const Shape& s, const std::vector<float>& v, DType dt = DType::kF32) {
   Tensor t = *Tensor::zeros(s, dt);

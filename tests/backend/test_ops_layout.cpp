@@ -16,14 +16,8 @@ using testing::for_each_isa;
 using testing::guarded;
 using testing::GuardedTensor;
 
-Backend& cpu_backend() {
-  static std::unique_ptr<Backend> b = make_cpu_backend(3);
-  return *b;
-}
-Backend& reference_backend() {
-  static std::unique_ptr<Backend> b = make_reference_backend();
-  return *b;
-}
+using testing::cpu_backend;
+using testing::reference_backend;
 
 const DType kFloatTypes[] = {DType::kF32, DType::kBF16, DType::kF16, DType::kF8E4M3FN};
 

@@ -20,16 +20,8 @@ using testing::for_each_isa;
 using testing::guarded;
 using testing::GuardedTensor;
 
-// 3 threads even on a 2-core machine, so that the parallel split into chunks is exercised
-// (and a chunk boundary falls inside a batch, where shift/scale change).
-Backend& cpu_backend() {
-  static std::unique_ptr<Backend> b = make_cpu_backend(3);
-  return *b;
-}
-Backend& reference_backend() {
-  static std::unique_ptr<Backend> b = make_reference_backend();
-  return *b;
-}
+using testing::cpu_backend;
+using testing::reference_backend;
 
 Tensor zeros(const Shape& s, DType t = DType::kF32) { return *Tensor::zeros(s, t); }
 

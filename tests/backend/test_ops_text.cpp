@@ -15,14 +15,8 @@ using testing::all_close;
 using testing::guarded;
 using testing::GuardedTensor;
 
-Backend& cpu_backend() {
-  static std::unique_ptr<Backend> b = make_cpu_backend(3);
-  return *b;
-}
-Backend& reference_backend() {
-  static std::unique_ptr<Backend> b = make_reference_backend();
-  return *b;
-}
+using testing::cpu_backend;
+using testing::reference_backend;
 
 struct MaskCase {
   int64_t batch, heads, d, lq, lk;
