@@ -254,7 +254,9 @@ int run(int argc, char** argv) {
     eo.compute = *d;
   }
   eo.log = [&log](const std::string& m) { log.info("engine", {{"note", m}}); };
-  log.info("loading model", {{"backend", eo.backend}, {"files", eo.models.size()}});
+  log.info("loading model", {{"backend", eo.backend},
+                             {"files", eo.models.size()},
+                             {"cuda_graphs", eo.cuda_graphs && eo.backend == "cuda"}});
   auto engine = Engine::load(eo);
   if (!engine.ok()) {
     log.error("start-up failed", {{"reason", engine.status().to_string()}});
