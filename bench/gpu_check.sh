@@ -294,6 +294,14 @@ run_step torch-baseline 150 python3 "$repo/bench/torch_mmdit_baseline.py" --heig
   --width 1024 --batch 2 --iters 10 --golden "$repo/tests/data/tiny-a"
 last_json "$work/torch-baseline.log" >"$work/torch.json"
 
+# ---- f2. a per-op profile of the same pipeline (last: skipped when the budget is spent) ----------
+# SD35_CUDA_PROFILE=1 times every backend op with events and prints the table at exit; two
+# steps and three forwards are enough to rank the ops. The log is kept with --out.
+run_step profile 150 env SD35_CUDA_PROFILE=1 "$bin/bench_generate" "$ckpt" \
+  "$te/clip_l.safetensors" "$te/clip_g.safetensors" "$te/t5xxl_fp8_e4m3fn_scaled.safetensors" \
+  --backend cuda --width 1024 --height 1024 --steps 2 --sampler dpmpp_2m --scheduler sgm_uniform \
+  --cfg 4.5 --compute bf16 --text-device gpu --warmup 0 --mmdit-iters 3
+
 # ---- g. the table ------------------------------------------------------------------------------
 print_table
 rm -rf "$work/bundle"  # the unpacked binaries; the logs stay (and are copied to --out)
