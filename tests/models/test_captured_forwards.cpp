@@ -118,6 +118,16 @@ class EngineGraphsTest : public ::testing::Test {
     if (log) o.log = [log](const std::string& m) { log->push_back(m); };
     return Engine::load(o);
   }
+  // An engine with cuda_graphs on the simulated device, and a workspace of it.
+  static void start_sim(std::vector<std::string>* log, std::unique_ptr<Engine>* engine,
+                        std::unique_ptr<Workspace>* ws) {
+    auto e = sim_engine(std::make_shared<SimMemory>(), true, log);
+    ASSERT_TRUE(e.ok()) << e.status().to_string();
+    auto w = (*e)->make_workspace();
+    ASSERT_TRUE(w.ok()) << w.status().to_string();
+    *engine = std::move(e).value();
+    *ws = std::move(w).value();
+  }
   static GenerateResult cpu_result(const GenerateParams& p) {
     auto e = Engine::load(tiny_options());
     EXPECT_TRUE(e.ok()) << e.status().to_string();
@@ -148,13 +158,12 @@ TEST_F(EngineGraphsTest, ReplayedStepsAreBitIdenticalToTheCpuEngine) {
   for (size_t i = 0; i < cases.size(); ++i) {
     SCOPED_TRACE("case " + std::to_string(i));
     const GenerateResult want = cpu_result(cases[i]);
-    auto memory = std::make_shared<SimMemory>();
     std::vector<std::string> log;
-    auto e = sim_engine(memory, true, &log);
-    ASSERT_TRUE(e.ok()) << e.status().to_string();
-    auto ws = (*e)->make_workspace();
-    ASSERT_TRUE(ws.ok());
-    auto r = (*e)->generate(**ws, cases[i]);
+    std::unique_ptr<Engine> e;
+    std::unique_ptr<Workspace> ws;
+    start_sim(&log, &e, &ws);
+    if (HasFatalFailure()) return;
+    auto r = e->generate(*ws, cases[i]);
     ASSERT_TRUE(r.ok()) << r.status().to_string();
     EXPECT_TRUE(same_bytes(r->latent, want.latent));
     EXPECT_TRUE(same_bytes(r->image, want.image));
@@ -165,13 +174,13 @@ TEST_F(EngineGraphsTest, ReplayedStepsAreBitIdenticalToTheCpuEngine) {
     // the arena mark the later forwards start from).
     const int kinds = i == 2 ? 3 : 1;
     EXPECT_EQ(r->timings.graph_replays, r->timings.model_calls - kinds);
-    auto* sim = dynamic_cast<SimBackend*>(&(*ws)->backend());
+    auto* sim = dynamic_cast<SimBackend*>(&ws->backend());
     ASSERT_NE(sim, nullptr);
     EXPECT_EQ(sim->replays(), r->timings.graph_replays);
     EXPECT_EQ(sim->rejected(), 0);
     for (const std::string& m : log) EXPECT_EQ(m.find("graph capture failed"), std::string::npos) << m;
     // The same workspace again (warm arena, new sample() call: new captures).
-    auto again = (*e)->generate(**ws, cases[i]);
+    auto again = e->generate(*ws, cases[i]);
     ASSERT_TRUE(again.ok()) << again.status().to_string();
     EXPECT_TRUE(same_bytes(again->image, want.image));
   }
@@ -180,16 +189,15 @@ TEST_F(EngineGraphsTest, ReplayedStepsAreBitIdenticalToTheCpuEngine) {
 TEST_F(EngineGraphsTest, RefusedCapturesFallBackToEagerForwards) {
   const GenerateParams p = euler_params();
   const GenerateResult want = cpu_result(p);
-  auto memory = std::make_shared<SimMemory>();
   std::vector<std::string> log;
-  auto e = sim_engine(memory, true, &log);
-  ASSERT_TRUE(e.ok()) << e.status().to_string();
-  auto ws = (*e)->make_workspace();
-  ASSERT_TRUE(ws.ok());
-  auto* sim = dynamic_cast<SimBackend*>(&(*ws)->backend());
+  std::unique_ptr<Engine> e;
+  std::unique_ptr<Workspace> ws;
+  start_sim(&log, &e, &ws);
+  if (HasFatalFailure()) return;
+  auto* sim = dynamic_cast<SimBackend*>(&ws->backend());
   ASSERT_NE(sim, nullptr);
   sim->refuse_captures(true);
-  auto r = (*e)->generate(**ws, p);
+  auto r = e->generate(*ws, p);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_TRUE(same_bytes(r->image, want.image));
   EXPECT_EQ(r->timings.graph_replays, 0);

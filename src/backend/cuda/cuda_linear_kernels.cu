@@ -6,6 +6,7 @@
 #include "backend/cuda/cuda_dtype.cuh"
 #include "backend/cuda/cuda_kernels.h"
 #include "backend/cuda/cuda_lt_matmul.h"
+#include "backend/cuda/cuda_reduce.cuh"
 
 namespace sd35::cuda {
 namespace {
@@ -115,8 +116,7 @@ __global__ void skinny_gemm_kernel(SkinnyGemmArgs a) {
 #pragma unroll
   for (int r = 0; r < kSkinnyMaxRows; ++r) {
     if (r < a.m) {
-      float s = acc[r];
-      for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xFFFFFFFFu, s, o);
+      float s = warp_sum(acc[r]);
       if (lane == 0) {
         if (a.bias) s += load_f32(a.bias, a.bias_dtype, n);
         s = apply_activation(a.act, s);

@@ -6,37 +6,12 @@
 #include "backend/cuda/cuda_activation.cuh"
 #include "backend/cuda/cuda_dtype.cuh"
 #include "backend/cuda/cuda_kernels.h"
+#include "backend/cuda/cuda_reduce.cuh"
 
 namespace sd35::cuda {
 namespace {
 
 constexpr int kRowThreads = 256;
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xFFFFFFFFu, v, o));
-  return v;
-}
-
-// Sum (or max) over the block; every thread gets the result. `sh` holds 32 floats.
-__device__ float block_reduce(float v, float* sh, bool is_max) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int warps = (blockDim.x + 31) >> 5;
-  v = is_max ? warp_max(v) : warp_sum(v);
-  __syncthreads();  // sh may still be read by a previous reduction
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float t = lane < warps ? sh[lane] : (is_max ? -INFINITY : 0.0f);
-    t = is_max ? warp_max(t) : warp_sum(t);
-    if (lane == 0) sh[0] = t;
-  }
-  __syncthreads();
-  return sh[0];
-}
 
 __global__ void row_op_kernel(RowArgs a) {
   __shared__ float sh[32];
@@ -159,23 +134,18 @@ __global__ void row_norm_vec_kernel(RowArgs a) {
 #pragma unroll
     for (int i = 0; i < kN; ++i) v[i] = 0.0f;
   }
-  auto group_sum = [](float x) {
-#pragma unroll
-    for (int o = kTpr / 2; o > 0; o >>= 1) x += __shfl_xor_sync(0xFFFFFFFFu, x, o);
-    return x;
-  };
   const float c = float(a.cols);
   float mean = 0.0f;
   if (a.op == RowOp::kLayerNorm) {
     float s = 0.0f;
 #pragma unroll
     for (int i = 0; i < kN; ++i) s += v[i];
-    mean = group_sum(s) / c;
+    mean = group_sum<kTpr>(s) / c;
   }
   float q = 0.0f;
 #pragma unroll
   for (int i = 0; i < kN; ++i) q += (v[i] - mean) * (v[i] - mean);
-  const float rstd = rsqrtf(group_sum(q) / c + a.eps);
+  const float rstd = rsqrtf(group_sum<kTpr>(q) / c + a.eps);
   if (!live) return;
   const int64_t col0 = int64_t(part) * kN;
 #pragma unroll

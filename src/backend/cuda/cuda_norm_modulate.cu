@@ -10,35 +10,13 @@
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_dtype.cuh"
 #include "backend/cuda/cuda_norm_modulate.h"
+#include "backend/cuda/cuda_reduce.cuh"
 
 namespace sd35::cuda {
 namespace {
 
 constexpr int kPerThread = 8;  // D = 1536 -> 192 threads, 8 values each
 constexpr int kMaxThreads = 1024;
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
-  return v;
-}
-
-// Sum over the block (blockDim.x a multiple of 32); every thread gets the result. The
-// barrier before writing `sh` keeps a second call from overwriting partials the first is
-// still reading.
-__device__ float block_sum(float v, float* sh) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = warp_sum(v);
-  __syncthreads();
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float t = lane < warps ? sh[lane] : 0.0f;
-    t = warp_sum(t);
-    if (lane == 0) sh[0] = t;
-  }
-  __syncthreads();
-  return sh[0];
-}
 
 template <bool kInRegisters>
 __global__ void layer_norm_modulate_kernel(LayerNormModulateArgs a) {
@@ -64,7 +42,7 @@ __global__ void layer_norm_modulate_kernel(LayerNormModulateArgs a) {
   } else {
     for (int64_t i = tid; i < d; i += nt) s += x[i];
   }
-  const float mean = block_sum(s, sh) / float(d);
+  const float mean = block_reduce(s, sh, false) / float(d);
 
   float q = 0.0f;
   if constexpr (kInRegisters) {
@@ -80,7 +58,7 @@ __global__ void layer_norm_modulate_kernel(LayerNormModulateArgs a) {
     }
   }
   // Every read of x above happened before this barrier, so writing y == x below is safe.
-  const float rstd = rsqrtf(block_sum(q, sh) / float(d) + a.eps);
+  const float rstd = rsqrtf(block_reduce(q, sh, false) / float(d) + a.eps);
 
   if constexpr (kInRegisters) {
 #pragma unroll
