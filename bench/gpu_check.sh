@@ -75,7 +75,7 @@ run_step() {
 # Last line of a log that is a JSON object (bench_generate and the torch script end with one).
 last_json() { grep -E '^\{.*\}$' "$1" 2>/dev/null | tail -n 1; }
 print_table() {
-  local gen="$work/bench_generate.json" tor="$work/torch.json" ab="$work/epilogue_ab.json" cg="$work/cuda_graphs.json"
+  local gen="$work/bench_generate.json" tor="$work/torch.json" ab="$work/epilogue_ab.json" cg="$work/cuda_graphs.json" fk="$work/flash_keys_ab.json"
   echo
   echo "== step times"
   local s
@@ -85,16 +85,17 @@ print_table() {
   done
   printf '  %-26s %7s s\n' "whole script" "$(( $(date +%s) - script_t0 ))"
   R[card]=${R[card]:-unknown}
-  python3 - "$gen" "$tor" "$ab" "$cg" "${R[card]}" "${R[conformance]:-not run}" "${R[golden_f32]:-not run}" \
+  python3 - "$gen" "$tor" "$ab" "$cg" "$fk" "${R[card]}" "${R[conformance]:-not run}" "${R[golden_f32]:-not run}" \
       "${R[golden_bf16]:-not run}" <<'EOF' || echo "(python3 missing: see the logs above)"
 import json, sys
-gen_path, torch_path, ab_path, cg_path, card, conf, g32, g16 = sys.argv[1:9]
+gen_path, torch_path, ab_path, cg_path, fk_path, card, conf, g32, g16 = sys.argv[1:10]
 def load(p):
     try:
         return json.load(open(p))
     except Exception:
         return {}
 g, t, ab, cg = load(gen_path), load(torch_path), load(ab_path), load(cg_path)
+fk = load(fk_path)
 same = None
 if g.get("image_fnv1a") and cg.get("image_fnv1a"):
     same = "yes" if g["image_fnv1a"] == cg["image_fnv1a"] else "NO (hashes differ)"
@@ -121,6 +122,7 @@ rows = [
     ("MMDiT fwd ours / PyTorch", "%s / %s ms" % (fmt(ours, "%.1f"), fmt(theirs, "%.1f"))),
     ("speed-up vs PyTorch eager", fmt(ratio, "%.2fx")),
     ("MMDiT fwd, Lt epilogues off", fmt(num(ab, "mmdit_forward_ms"), "%.1f ms (A/B, same run)")),
+    ("MMDiT fwd, 128-key attention", fmt(num(fk, "mmdit_forward_ms"), "%.1f ms (A/B, same run)")),
     ("CUDA graphs: per step", fmt(num(cg, "step_s"), "%.4f s") +
      " (%s replays)" % cg.get("graph_replays", "?")),
     ("CUDA graphs: total", fmt(num(cg, "total_s"), "%.3f s")),
@@ -280,6 +282,14 @@ run_step epilogue-ab 150 env SD35_CUDA_LT_EPILOGUE=0 "$bin/bench_generate" "$ckp
   --backend cuda --width 1024 --height 1024 --steps 1 --sampler dpmpp_2m --scheduler sgm_uniform \
   --cfg 4.5 --compute bf16 --text-device gpu --warmup 0 --mmdit-iters 10
 last_json "$work/epilogue-ab.log" >"$work/epilogue_ab.json"
+
+# ---- e4. A/B: the same MMDiT forward with 128-key attention tiles --------------------------------
+# (SD35_CUDA_FLASH_KEYS=128: the flash kernel's 128-key K/V tiles, opt-in until timed.)
+run_step flash-keys-ab 150 env SD35_CUDA_FLASH_KEYS=128 "$bin/bench_generate" "$ckpt" \
+  "$te/clip_l.safetensors" "$te/clip_g.safetensors" "$te/t5xxl_fp8_e4m3fn_scaled.safetensors" \
+  --backend cuda --width 1024 --height 1024 --steps 1 --sampler dpmpp_2m --scheduler sgm_uniform \
+  --cfg 4.5 --compute bf16 --text-device gpu --warmup 0 --mmdit-iters 10
+last_json "$work/flash-keys-ab.log" >"$work/flash_keys_ab.json"
 
 # ---- e3. A/B: the generation of e with the denoising forwards replayed as CUDA graphs ----------
 # Same settings and seed: the image must be byte-identical (same kernels, same order).

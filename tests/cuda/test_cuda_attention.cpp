@@ -447,7 +447,7 @@ TEST(CudaAttention, MisalignedViewUsesGenericPath) {  // row stride not a multip
   run_case(s);
 }
 
-constexpr int kFlashConfigs = 3;  // the FlashConfig enumerators
+constexpr int kFlashConfigs = 4;  // the FlashConfig enumerators
 
 // The dispatcher picks one CTA shape per problem; each must be right.
 TEST(CudaAttention, EveryFlashConfigMmdit) {

@@ -3,6 +3,8 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <string>
 
@@ -37,6 +39,18 @@ Status check_args(const AttentionArgs& a) {
   return ok_status();
 }
 
+// SD35_CUDA_FLASH_KEYS=128 selects the 128-key K/V tiles (FlashConfig::k128Rows4Warps128Keys)
+// for the large MMDiT shapes: fewer per-tile softmax rescales and barriers per key, at 80 KiB
+// of shared memory per CTA. Opt-in until a GPU run has timed it against the 64-key tiles
+// (test_cuda_attention's Timing case prints both; gpu_check.sh runs the A/B).
+bool flash_128_keys_requested() {
+  static const bool on = [] {
+    const char* v = std::getenv("SD35_CUDA_FLASH_KEYS");
+    return v != nullptr && std::strcmp(v, "128") == 0;
+  }();
+  return on;
+}
+
 }  // namespace
 
 Status launch_attention(const AttentionArgs& a, cudaStream_t stream) {
@@ -44,11 +58,13 @@ Status launch_attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.batch == 0 || a.lq == 0) return ok_status();
 
   // The current device is the one `stream` belongs to (the caller's contract).
-  int device = 0, sm_major = 0, sms = 0;
+  int device = 0, sm_major = 0, sms = 0, smem_per_sm = 0;
   cudaError_t e = cudaGetDevice(&device);
   if (e == cudaSuccess)
     e = cudaDeviceGetAttribute(&sm_major, cudaDevAttrComputeCapabilityMajor, device);
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  if (e == cudaSuccess)
+    e = cudaDeviceGetAttribute(&smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
   if (e != cudaSuccess)
     return internal_error(std::string("cuda attention: querying the device failed: ") +
                           cudaGetErrorString(e));
@@ -59,8 +75,15 @@ Status launch_attention(const AttentionArgs& a, cudaStream_t stream) {
     // at the MMDiT's 1024² shape, vs ~222 for 64-row CTAs); when they would leave SMs idle
     // (short sequences, one batch), 64-row CTAs of 4 warps × 16 rows spread the work wider.
     const int64_t ctas128 = int64_t((a.lq + 127) / 128) * a.heads * a.batch;
-    const detail::FlashConfig config =
+    detail::FlashConfig config =
         ctas128 >= sms ? detail::FlashConfig::k128Rows4Warps : detail::FlashConfig::k64Rows4Warps;
+    // Two resident CTAs of the 128-key shape need 2 × 80 KiB (+ 1 KiB each the runtime
+    // reserves): sm_80 / sm_90 have it, sm_86 / sm_89 (100 KiB per SM) do not.
+    const size_t smem128 =
+        detail::flash_smem_bytes(detail::FlashConfig::k128Rows4Warps128Keys) + 1024;
+    if (config == detail::FlashConfig::k128Rows4Warps && flash_128_keys_requested() &&
+        size_t(smem_per_sm) >= 2 * smem128)
+      config = detail::FlashConfig::k128Rows4Warps128Keys;
     e = detail::launch_flash_d64(a, config, stream, &kernel);
   } else {
     e = detail::launch_generic(a, stream, &kernel);

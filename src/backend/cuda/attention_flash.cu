@@ -2,8 +2,9 @@
 //
 // One CTA owns BM query rows of one (batch, head); each warp owns 16 or 32 of them (one or
 // two m-tiles of 16) and keeps its Q fragments, the running row max/sum and its f32 output
-// block in registers for the whole key loop. K/V tiles of 64 keys are staged in shared
-// memory with cp.async, double buffered: tile t+1 is in flight while tile t is consumed.
+// block in registers for the whole key loop. K/V tiles of 64 keys (or 128: see the
+// kernel's kBN) are staged in shared memory with cp.async, double buffered: tile t+1 is in
+// flight while tile t is consumed.
 // Per tile and m-tile:
 //   S = Q·Kᵀ    16×64, 32 mma.sync m16n8k16 (f32 accumulation)
 //   online softmax in the log2 domain (scale·log2e folded into one FFMA before ex2.approx)
@@ -18,7 +19,10 @@
 // K/V fragment read from shared memory feeds two m-tiles, and each warp has two independent
 // mma/softmax streams. Tried and dropped: a third K/V stage with one barrier per tile (~6%
 // slower), skipping the O rescale when no row max moved (no gain), 64-row CTAs of 2 warps ×
-// 32 rows (~10% slower). attention.cu picks the CTA shape.
+// 32 rows (~10% slower). attention.cu picks the CTA shape. Not yet timed on a GPU: 128-key
+// tiles with Q re-read from shared memory per k-step (255 registers, no spills on sm_90;
+// the CTA shape a well-known flash implementation uses for head dim 64), opt-in through
+// SD35_CUDA_FLASH_KEYS=128.
 //
 // Numerics: exp2(x·scale·log2e - m) equals exp(x·scale - m') up to f32 rounding of the
 // product (relative ~1e-7, far below the bf16 rounding of P). The row sum l accumulates the
@@ -27,6 +31,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 
@@ -35,8 +40,7 @@
 namespace sd35::cuda::detail {
 namespace {
 
-constexpr int kD = 64;   // head dim of this kernel
-constexpr int kBN = 64;  // keys per K/V tile
+constexpr int kD = 64;  // head dim of this kernel
 
 template <typename T>
 struct FlashParams {
@@ -137,14 +141,21 @@ __device__ __forceinline__ uint32_t pack2<__half>(float x, float y, float& rx, f
 // kWarps warps per CTA, each owning kMT m-tiles of 16 query rows: BM = 16·kWarps·kMT rows.
 // kMT = 2 reuses every K/V fragment loaded from shared memory for two m-tiles (half the
 // ldmatrix traffic per mma) and gives each warp two independent mma/softmax streams.
-template <typename T, int kWarps, int kMT>
+// kBN keys per K/V tile (64 or 128): 128 halves the per-tile costs (the row max shuffles,
+// the O rescale, one barrier) per key, at 128 score registers per thread with kMT = 2;
+// Q's fragments then come from shared memory on every tile (kQInRegs = false) to stay
+// under 255 registers without spilling.
+template <typename T, int kWarps, int kMT, int kBN, bool kQInRegs>
 __global__ void __launch_bounds__(kWarps * 32, (kMT == 1 ? 16 : 8) / kWarps)
     flash_d64_kernel(const FlashParams<T> p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   constexpr int kThreads = kWarps * 32;
   constexpr int kBM = kWarps * 16 * kMT;
-  // Q tile, then two (K, V) stages: (128 + 4·64)·64·2 B = 48 KiB at 128 rows.
-  __shared__ __align__(128) uint16_t smem[(kBM + 4 * kBN) * kD];
+  constexpr int kNT = kBN / 8;   // n-tiles of 8 keys in S
+  constexpr int kKS = kBN / 16;  // k-steps of 16 keys in P·V
+  // Q tile, then two (K, V) stages: (128 + 4·64)·64·2 B = 48 KiB at 128 rows and 64 keys,
+  // 80 KiB at 128 keys (dynamic: launch_typed raises the limit).
+  extern __shared__ __align__(128) uint16_t smem[];
   const uint32_t s_q = smem_u32(smem);
   const uint32_t s_kv = s_q + kBM * kD * 2;  // stage s: K at s_kv + s·2·tile, V after it
   constexpr uint32_t kTileBytes = kBN * kD * 2;
@@ -182,7 +193,7 @@ __global__ void __launch_bounds__(kWarps * 32, (kMT == 1 ? 16 : 8) / kWarps)
   // rows g and g+8; the Q A-fragments of the 4 k-steps of d.
   float o[kMT][8][4];
   float m_run[kMT][2], l_run[kMT][2];
-  uint32_t qf[kMT][4][4];
+  uint32_t qf[kMT][4][4];  // !kQInRegs: each k-step's reloaded from shared memory per tile
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt) {
 #pragma unroll
@@ -208,25 +219,30 @@ __global__ void __launch_bounds__(kWarps * 32, (kMT == 1 ? 16 : 8) / kWarps)
     }
     __syncthreads();
 
-    if (tile == 0) {
+    auto load_q = [&](int mt, int ks) {
+      ldsm_x4(qf[mt][ks], s_q + swz(warp_row0 + mt * 16 + r8 + (mi & 1) * 8, ks * 2 + (mi >> 1)) * 2);
+    };
+    if (kQInRegs && tile == 0) {
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-        for (int ks = 0; ks < 4; ++ks)
-          ldsm_x4(qf[mt][ks],
-                  s_q + swz(warp_row0 + mt * 16 + r8 + (mi & 1) * 8, ks * 2 + (mi >> 1)) * 2);
+        for (int ks = 0; ks < 4; ++ks) load_q(mt, ks);
     }
 
     const uint32_t sk = s_kv + stage * 2 * kTileBytes, sv = sk + kTileBytes;
-    float s[kMT][8][4];
+    float s[kMT][kNT][4];
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-      for (int j = 0; j < 8; ++j) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
+      for (int j = 0; j < kNT; ++j) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
 #pragma unroll
     for (int ks = 0; ks < 4; ++ks) {
+      if constexpr (!kQInRegs) {
 #pragma unroll
-      for (int np = 0; np < 4; ++np) {
+        for (int mt = 0; mt < kMT; ++mt) load_q(mt, ks);  // only this k-step's Q is live
+      }
+#pragma unroll
+      for (int np = 0; np < kNT / 2; ++np) {
         uint32_t kf[4];  // B fragments of key n-tiles 2np and 2np+1 for this k-step
         ldsm_x4(kf, sk + swz(np * 16 + r8 + (mi >> 1) * 8, ks * 2 + (mi & 1)) * 2);
 #pragma unroll
@@ -241,7 +257,7 @@ __global__ void __launch_bounds__(kWarps * 32, (kMT == 1 ? 16 : 8) / kWarps)
     // dispatcher's condition) keeps them -inf through the max and the exp2 FFMA below.
     if ((tile + 1) * kBN > p.lk) {
 #pragma unroll
-      for (int j = 0; j < 8; ++j)
+      for (int j = 0; j < kNT; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e)
           if (tile * kBN + j * 8 + 2 * t4 + (e & 1) >= p.lk)
@@ -249,14 +265,14 @@ __global__ void __launch_bounds__(kWarps * 32, (kMT == 1 ? 16 : 8) / kWarps)
             for (int mt = 0; mt < kMT; ++mt) s[mt][j][e] = -INFINITY;
     }
 
-    uint32_t pf[kMT][4][4];  // P as A fragments for the 4 k-steps (16 keys each) of P·V
+    uint32_t pf[kMT][kKS][4];  // P as A fragments for the k-steps (16 keys each) of P·V
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt) {
 #pragma unroll
       for (int r = 0; r < 2; ++r) {  // r = 0: row g (elements 0, 1); r = 1: row g+8 (2, 3)
         float mx = -INFINITY;
 #pragma unroll
-        for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fmaxf(s[mt][j][2 * r], s[mt][j][2 * r + 1]));
+        for (int j = 0; j < kNT; ++j) mx = fmaxf(mx, fmaxf(s[mt][j][2 * r], s[mt][j][2 * r + 1]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         // Max of the raw scores, then scaled: the same as the max of the scaled scores for a
@@ -272,12 +288,15 @@ __global__ void __launch_bounds__(kWarps * 32, (kMT == 1 ? 16 : 8) / kWarps)
         for (int j = 0; j < 8; ++j) {
           o[mt][j][2 * r] *= alpha;
           o[mt][j][2 * r + 1] *= alpha;
+        }
+#pragma unroll
+        for (int j = 0; j < kNT; ++j) {
           s[mt][j][2 * r] = fast_exp2(fmaf(s[mt][j][2 * r], p.scale_log2, -m_use));
           s[mt][j][2 * r + 1] = fast_exp2(fmaf(s[mt][j][2 * r + 1], p.scale_log2, -m_use));
         }
       }
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
+      for (int kk = 0; kk < kKS; ++kk) {
         float a, c;
         pf[mt][kk][0] = pack2<T>(s[mt][2 * kk][0], s[mt][2 * kk][1], a, c);
         l_run[mt][0] += a + c;
@@ -291,7 +310,7 @@ __global__ void __launch_bounds__(kWarps * 32, (kMT == 1 ? 16 : 8) / kWarps)
     }
 
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
+    for (int kk = 0; kk < kKS; ++kk) {
 #pragma unroll
       for (int dp = 0; dp < 4; ++dp) {
         uint32_t vf[4];  // B fragments of dim n-tiles 2dp and 2dp+1 for keys kk·16..+15
@@ -334,7 +353,7 @@ __global__ void __launch_bounds__(kWarps * 32, (kMT == 1 ? 16 : 8) / kWarps)
 #endif
 }
 
-template <typename T, int kWarps, int kMT>
+template <typename T, int kWarps, int kMT, int kBN, bool kQInRegs>
 cudaError_t launch_typed(const AttentionArgs& a, cudaStream_t stream) {
   FlashParams<T> p;
   p.q = static_cast<const T*>(a.q);
@@ -346,17 +365,35 @@ cudaError_t launch_typed(const AttentionArgs& a, cudaStream_t stream) {
   p.lq = a.lq, p.lk = a.lk;
   p.scale_log2 = a.scale * 1.4426950408889634f;
   constexpr int kBM = kWarps * 16 * kMT;
+  constexpr int kSmemBytes = (kBM + 4 * kBN) * kD * 2;
+  auto* kernel = flash_d64_kernel<T, kWarps, kMT, kBN, kQInRegs>;
+  if constexpr (kSmemBytes > 48 * 1024) {
+    // Above 48 KiB of dynamic shared memory a kernel must opt in, once per device (the
+    // attribute is per device context). Done on the first launch, which is eager: a later
+    // launch inside a CUDA-graph capture then makes no runtime call besides the launch.
+    static std::atomic<uint64_t> opted_in{0};
+    int device = 0;
+    cudaError_t e = cudaGetDevice(&device);
+    if (e != cudaSuccess) return e;
+    const uint64_t bit = device < 64 ? uint64_t(1) << device : 0;
+    if (bit == 0 || (opted_in.load(std::memory_order_acquire) & bit) == 0) {
+      e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+      if (e != cudaSuccess) return e;
+      opted_in.fetch_or(bit, std::memory_order_acq_rel);
+    }
+  }
   const dim3 grid((a.lq + kBM - 1) / kBM, a.heads, a.batch);
-  flash_d64_kernel<T, kWarps, kMT><<<grid, kWarps * 32, 0, stream>>>(p);
+  kernel<<<grid, kWarps * 32, kSmemBytes, stream>>>(p);
   return cudaGetLastError();
 }
 
 template <typename T>
 cudaError_t launch_config(const AttentionArgs& a, FlashConfig c, cudaStream_t stream) {
   switch (c) {
-    case FlashConfig::k128Rows8Warps: return launch_typed<T, 8, 1>(a, stream);
-    case FlashConfig::k64Rows4Warps: return launch_typed<T, 4, 1>(a, stream);
-    case FlashConfig::k128Rows4Warps: return launch_typed<T, 4, 2>(a, stream);
+    case FlashConfig::k128Rows8Warps: return launch_typed<T, 8, 1, 64, true>(a, stream);
+    case FlashConfig::k64Rows4Warps: return launch_typed<T, 4, 1, 64, true>(a, stream);
+    case FlashConfig::k128Rows4Warps: return launch_typed<T, 4, 2, 64, true>(a, stream);
+    case FlashConfig::k128Rows4Warps128Keys: return launch_typed<T, 4, 2, 128, false>(a, stream);
   }
   return cudaErrorInvalidValue;
 }
@@ -386,21 +423,36 @@ const char* flash_config_name(FlashConfig c) {
     case FlashConfig::k128Rows8Warps: return "128 rows, 8 warps x 16";
     case FlashConfig::k64Rows4Warps: return "64 rows, 4 warps x 16";
     case FlashConfig::k128Rows4Warps: return "128 rows, 4 warps x 32";
+    case FlashConfig::k128Rows4Warps128Keys: return "128 rows, 4 warps x 32, 128 keys";
   }
   return "?";
+}
+
+size_t flash_smem_bytes(FlashConfig c) {
+  switch (c) {
+    case FlashConfig::k128Rows8Warps: return (128 + 4 * 64) * kD * 2;
+    case FlashConfig::k64Rows4Warps: return (64 + 4 * 64) * kD * 2;
+    case FlashConfig::k128Rows4Warps: return (128 + 4 * 64) * kD * 2;
+    case FlashConfig::k128Rows4Warps128Keys: return (128 + 4 * 128) * kD * 2;
+  }
+  return 0;
 }
 
 cudaError_t launch_flash_d64(const AttentionArgs& a, FlashConfig config, cudaStream_t stream,
                              const char** kernel) {
   const bool bf16 = a.dtype == DType::kBF16;
-  static constexpr const char* kNames[2][3] = {{"flash_d64_kernel<f16, 128 rows, 8 warps x 16>",
-                                                "flash_d64_kernel<f16, 64 rows, 4 warps x 16>",
-                                                "flash_d64_kernel<f16, 128 rows, 4 warps x 32>"},
-                                               {"flash_d64_kernel<bf16, 128 rows, 8 warps x 16>",
-                                                "flash_d64_kernel<bf16, 64 rows, 4 warps x 16>",
-                                                "flash_d64_kernel<bf16, 128 rows, 4 warps x 32>"}};
+  static constexpr int kConfigs = 4;
+  static constexpr const char* kNames[2][kConfigs] = {
+      {"flash_d64_kernel<f16, 128 rows, 8 warps x 16>",
+       "flash_d64_kernel<f16, 64 rows, 4 warps x 16>",
+       "flash_d64_kernel<f16, 128 rows, 4 warps x 32>",
+       "flash_d64_kernel<f16, 128 rows, 4 warps x 32, 128 keys>"},
+      {"flash_d64_kernel<bf16, 128 rows, 8 warps x 16>",
+       "flash_d64_kernel<bf16, 64 rows, 4 warps x 16>",
+       "flash_d64_kernel<bf16, 128 rows, 4 warps x 32>",
+       "flash_d64_kernel<bf16, 128 rows, 4 warps x 32, 128 keys>"}};
   const int ci = static_cast<int>(config);
-  *kernel = ci >= 0 && ci < 3 ? kNames[bf16 ? 1 : 0][ci] : "flash_d64_kernel<?>";
+  *kernel = ci >= 0 && ci < kConfigs ? kNames[bf16 ? 1 : 0][ci] : "flash_d64_kernel<?>";
   return bf16 ? launch_config<__nv_bfloat16>(a, config, stream)
               : launch_config<__half>(a, config, stream);
 }
