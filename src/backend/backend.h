@@ -117,6 +117,15 @@ class Backend {
   // affine weight/bias [C] optional.
   virtual Status group_norm(const Tensor& x, int groups, const Tensor* weight,
                             const Tensor* bias, float eps, const Tensor& y) = 0;
+  // The VAE's norm + activation: exactly group_norm(x, ..., y) followed by activation(y,
+  // kSilu, y) — the normalised value is rounded to y's dtype before the SiLU, as in the two
+  // ops — so a backend may do it in one pass over y without changing a bit. The default is
+  // the two ops.
+  virtual Status group_norm_silu(const Tensor& x, int groups, const Tensor* weight,
+                                 const Tensor* bias, float eps, const Tensor& y) {
+    SD35_RETURN_IF_ERROR(group_norm(x, groups, weight, bias, eps, y));
+    return activation(y, Activation::kSilu, y);
+  }
   // x [B, L, D], shift/scale [B, D] (strided views allowed, e.g. chunks of an adaLN output):
   // y = x·(1 + scale) + shift, broadcast over L. y may alias x.
   virtual Status modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,

@@ -7,6 +7,7 @@
 // is near a rounding boundary: one ulp of the output type (2 x unit roundoff, i.e. 2^-7
 // relative for bf16, 2^-10 for f16) is added to rtol and the f32 atol is doubled. Inputs are read
 // from the same stored bits by both backends, so input rounding does not enter the comparison.
+#include <cstring>
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -208,6 +209,19 @@ TEST(CpuOps, ActivationWideRangeAndSpecialValues) {
   }
 }
 
+// A group norm case's optional affine pair: w in [0.5, 1.5] and b in [-1, 1] of rotating
+// parameter dtypes; none for variant 1.
+struct GroupNormAffine {
+  Tensor w, b;
+  bool none;
+  GroupNormAffine(int64_t channels, uint32_t seed, int variant)
+      : w(param(channels, kParamTypes[seed % 3], seed, 0.5f, 1.5f)),
+        b(param(channels, kParamTypes[(seed + 1) % 3], seed + 1, -1, 1)),
+        none(variant == 1) {}
+  const Tensor* wp() const { return none ? nullptr : &w; }
+  const Tensor* bp() const { return none ? nullptr : &b; }
+};
+
 TEST(CpuOps, GroupNormMatchesReference) {
   struct Case {
     Shape shape;
@@ -229,11 +243,8 @@ TEST(CpuOps, GroupNormMatchesReference) {
         SCOPED_TRACE("shape=" + c.shape.to_string() + " groups=" + std::to_string(c.groups) +
                      " x=" + testing::dtype_str(d.x) + " y=" + testing::dtype_str(d.y) +
                      " variant=" + std::to_string(variant));
-        const int64_t ch = c.shape[1];
-        Tensor w = param(ch, kParamTypes[seed % 3], seed, 0.5f, 1.5f);
-        Tensor b = param(ch, kParamTypes[(seed + 1) % 3], seed + 1, -1, 1);
-        const Tensor* wp = variant == 1 ? nullptr : &w;
-        const Tensor* bp = variant == 1 ? nullptr : &b;
+        const GroupNormAffine affine(c.shape[1], seed, variant);
+        const Tensor *wp = affine.wp(), *bp = affine.bp();
         GuardedTensor x = guarded(c.shape, d.x);
         testing::fill_uniform(x.t, seed++, 5.0f, 7.0f);  // mean 6 >> std 0.6
         auto expect = Tensor::zeros(c.shape, d.y);
@@ -253,6 +264,44 @@ TEST(CpuOps, GroupNormMatchesReference) {
           ASSERT_TRUE(st.ok()) << st.to_string();
           EXPECT_TRUE(all_close(y.t, *expect, tol.atol, tol.rtol));
           EXPECT_TRUE(y.guards_ok());
+        });
+      }
+    }
+  }
+}
+
+// group_norm_silu does the SiLU chunk by chunk inside the norm's pass; it must give the very
+// bytes of group_norm followed by activation(kSilu) (each ISA's kernels, mixed dtypes, in
+// place, spatial extents that are not multiples of the vector width or of the chunk).
+TEST(CpuOps, GroupNormSiluEqualsGroupNormThenSilu) {
+  const struct {
+    Shape shape;
+    int groups;
+  } cases[] = {{{1, 32, 9, 7}, 8}, {{2, 6, 4097}, 3}, {{1, 4, 64, 64}, 2}, {{2, 4, 3, 3}, 4}};
+  uint32_t seed = 300;
+  for (const auto& c : cases) {
+    for (const DTypes& d : kDTypes) {
+      for (int variant = 0; variant < 3; ++variant) {  // affine, no affine, in place
+        if (variant == 2 && d.x != d.y) continue;
+        SCOPED_TRACE("shape=" + c.shape.to_string() + " x=" + testing::dtype_str(d.x) +
+                     " y=" + testing::dtype_str(d.y) + " variant=" + std::to_string(variant));
+        const GroupNormAffine affine(c.shape[1], seed, variant);
+        const Tensor *wp = affine.wp(), *bp = affine.bp();
+        GuardedTensor x = guarded(c.shape, d.x);
+        testing::fill_uniform(x.t, seed++, -4.0f, 4.0f);
+        const std::vector<float> xv = testing::to_vector(x.t);
+        for_each_isa([&] {
+          auto two = Tensor::zeros(c.shape, d.y);
+          testing::fill_values(x.t, xv);
+          ASSERT_TRUE(cpu_backend().group_norm(x.t, c.groups, wp, bp, 1e-6f, *two).ok());
+          ASSERT_TRUE(cpu_backend().activation(*two, Activation::kSilu, *two).ok());
+          GuardedTensor y = guarded(c.shape, d.y);
+          const Tensor& out = variant == 2 ? x.t : y.t;
+          Status st = cpu_backend().group_norm_silu(x.t, c.groups, wp, bp, 1e-6f, out);
+          ASSERT_TRUE(st.ok()) << st.to_string();
+          EXPECT_EQ(std::memcmp(out.data(), two->data(), size_t(two->numel()) * two->element_size()), 0)
+              << "fused bytes differ from group_norm + silu";
+          EXPECT_TRUE(variant == 2 ? x.guards_ok() : y.guards_ok());
         });
       }
     }

@@ -266,15 +266,47 @@ TEST(CudaOps, GroupNormSmall) {
     w->fill_random(32);
     bias->fill_random(33);
     for (Mirror* m : {x.get(), w.get(), bias.get()}) m->upload();
-    run_and_compare("group_norm small " + dt(t), {{y.get(), elementwise_tol(t, 4)}},
-                    [&](Backend& b, bool d) {
-                      Tensor wv = side(*w, d), bv = side(*bias, d);
-                      return b.group_norm(side(*x, d), 32, &wv, &bv, 1e-6f, side(*y, d));
-                    });
+    // silu: the fused norm + SiLU against the reference's two ops (Backend's default); SiLU's
+    // slope is below 1.1, so the norm's tolerance carries over.
+    for (bool silu : {false, true}) {
+      run_and_compare(std::string(silu ? "group_norm_silu" : "group_norm") + " small " + dt(t),
+                      {{y.get(), elementwise_tol(t, 4)}}, [&](Backend& b, bool d) {
+                        Tensor wv = side(*w, d), bv = side(*bias, d);
+                        return silu ? b.group_norm_silu(side(*x, d), 32, &wv, &bv, 1e-6f,
+                                                        side(*y, d))
+                                    : b.group_norm(side(*x, d), 32, &wv, &bv, 1e-6f, side(*y, d));
+                      });
+    }
     run_and_compare("group_norm no affine, in place " + dt(t), {{x.get(), elementwise_tol(t, 4)}},
                     [&](Backend& b, bool d) {
                       return b.group_norm(side(*x, d), 8, nullptr, nullptr, 1e-6f, side(*x, d));
                     });
+  }
+}
+
+// The one-pass group_norm_silu must give the very bytes of CUDA's own group_norm followed by
+// activation(kSilu): the same normalisation code, the value rounded to y's dtype and read back
+// exactly as the activation kernel would load it, the same SiLU function.
+TEST(CudaOps, GroupNormSiluEqualsTheTwoOpsBitForBit) {
+  const Shape s{2, 128, 33, 65};  // planes of 2145 values: several blocks and a ragged tail
+  for (DType t : kAct) {
+    auto x = Mirror::make(s, t);
+    auto fused = Mirror::make(s, t);
+    auto two = Mirror::make(s, t);
+    auto w = Mirror::make({128}, DType::kBF16);
+    auto bias = Mirror::make({128}, DType::kBF16);
+    x->fill_random(51, 3.0f, 0.5f);
+    w->fill_random(52);
+    bias->fill_random(53);
+    for (Mirror* m : {x.get(), w.get(), bias.get()}) m->upload();
+    Tensor wv = w->dev(), bv = bias->dev();
+    ASSERT_TRUE(cuda().group_norm_silu(x->dev(), 32, &wv, &bv, 1e-6f, fused->dev()).ok());
+    ASSERT_TRUE(cuda().group_norm(x->dev(), 32, &wv, &bv, 1e-6f, two->dev()).ok());
+    ASSERT_TRUE(cuda().activation(two->dev(), Activation::kSilu, two->dev()).ok());
+    ASSERT_TRUE(cuda().synchronize().ok());
+    fused->download();
+    two->download();
+    EXPECT_TRUE(fused->image() == two->image()) << dt(t) << ": fused and two-op bytes differ";
   }
 }
 
@@ -292,12 +324,17 @@ TEST(CudaOps, GroupNormLargeSpatial) {
     bias->fill_random(43);
     for (Mirror* m : {x.get(), w.get(), bias.get()}) m->upload();
     // f32: the mean of 2^18 values is exact to ~1e-6 relative; normalised outputs O(2).
-    run_and_compare("group_norm large " + dt(t),
-                    {{y.get(), t == DType::kF32 ? Tol{5e-5, 5e-5} : elementwise_tol(t, 4)}},
-                    [&](Backend& b, bool d) {
-                      Tensor wv = side(*w, d), bv = side(*bias, d);
-                      return b.group_norm(side(*x, d), 32, &wv, &bv, 1e-6f, side(*y, d));
-                    });
+    // silu: also the fused norm + SiLU (SiLU's slope < 1.1 keeps the tolerance).
+    for (bool silu : {false, true}) {
+      run_and_compare(std::string(silu ? "group_norm_silu" : "group_norm") + " large " + dt(t),
+                      {{y.get(), t == DType::kF32 ? Tol{5e-5, 5e-5} : elementwise_tol(t, 4)}},
+                      [&](Backend& b, bool d) {
+                        Tensor wv = side(*w, d), bv = side(*bias, d);
+                        return silu ? b.group_norm_silu(side(*x, d), 32, &wv, &bv, 1e-6f,
+                                                        side(*y, d))
+                                    : b.group_norm(side(*x, d), 32, &wv, &bv, 1e-6f, side(*y, d));
+                      });
+    }
   }
 }
 

@@ -1,4 +1,5 @@
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/ops_validate.h"
 
 namespace sd35 {
 namespace {
@@ -35,6 +36,11 @@ class CpuBackend final : public Backend {
   Status group_norm(const Tensor& x, int groups, const Tensor* w, const Tensor* b, float eps,
                     const Tensor& y) override {
     return cpu::group_norm(ctx_, x, groups, w, b, eps, y);
+  }
+  Status group_norm_silu(const Tensor& x, int groups, const Tensor* w, const Tensor* b, float eps,
+                         const Tensor& y) override {
+    SD35_RETURN_IF_ERROR(validate::activation(Device::kCPU, y, Activation::kSilu, y));
+    return cpu::group_norm(ctx_, x, groups, w, b, eps, y, /*silu=*/true);
   }
   Status modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
                   const Tensor& y) override {

@@ -31,8 +31,10 @@ Status layer_norm(CpuContext& ctx, const Tensor& x, const Tensor* weight, const 
                   float eps, const Tensor& y);
 Status rms_norm(CpuContext& ctx, const Tensor& x, const Tensor* weight, float eps,
                 const Tensor& y);
+// silu: Backend::group_norm_silu — SiLU applied to each chunk of y right after it is stored
+// (rounded to y's dtype), as the activation op would, while the chunk is still in cache.
 Status group_norm(CpuContext& ctx, const Tensor& x, int groups, const Tensor* weight,
-                  const Tensor* bias, float eps, const Tensor& y);
+                  const Tensor* bias, float eps, const Tensor& y, bool silu = false);
 Status modulate(CpuContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale,
                 const Tensor& y);
 Status layer_norm_modulate(CpuContext& ctx, const Tensor& x, const Tensor& shift,

@@ -119,7 +119,7 @@ constexpr int64_t kGroupChunk = 4096;  // f32 staging chunk: 16 KiB, stays in L1
 }  // namespace
 
 Status group_norm(CpuContext& ctx, const Tensor& x, int groups, const Tensor* weight,
-                  const Tensor* bias, float eps, const Tensor& y) {
+                  const Tensor* bias, float eps, const Tensor& y, bool silu) {
   SD35_RETURN_IF_ERROR(validate::group_norm(Device::kCPU, x, groups, weight, bias, eps, y));
   if (x.numel() == 0) return ok_status();
   const RowKernels& k = row_kernels();
@@ -169,6 +169,15 @@ Status group_norm(CpuContext& ctx, const Tensor& x, int groups, const Tensor* we
       float* out = rows::out_f32(ybase + off * int64_t(yes), y.dtype(), buf.data());
       k.center_scale_shift(v, n, group_mean[size_t(g)], a, shift, out);
       rows::store_f32(out, ybase + off * int64_t(yes), y.dtype(), n);
+      if (silu) {
+        // Exactly what activation(y, kSilu, y) computes on these elements: the stored
+        // (rounded) values, the same elementwise kernel (masked tails, so no dependence on
+        // where a chunk starts).
+        const float* r = rows::load_f32(ybase + off * int64_t(yes), y.dtype(), n, buf.data());
+        float* act = rows::out_f32(ybase + off * int64_t(yes), y.dtype(), buf.data());
+        k.activation(r, n, int(Activation::kSilu), act);
+        rows::store_f32(act, ybase + off * int64_t(yes), y.dtype(), n);
+      }
     }
   });
   return ok_status();

@@ -53,7 +53,7 @@ bool flash_128_keys_requested() {
 
 }  // namespace
 
-Status launch_attention(const AttentionArgs& a, cudaStream_t stream) {
+Status launch_attention(const AttentionArgs& a, cudaStream_t stream, const char** kernel_out) {
   if (Status s = check_args(a); !s.ok()) return s;
   if (a.batch == 0 || a.lq == 0) return ok_status();
 
@@ -91,6 +91,7 @@ Status launch_attention(const AttentionArgs& a, cudaStream_t stream) {
   if (e != cudaSuccess)
     return internal_error(std::string("cuda attention: launching ") + kernel +
                           " failed: " + cudaGetErrorString(e));
+  if (kernel_out) *kernel_out = kernel;
   return ok_status();
 }
 

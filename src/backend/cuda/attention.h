@@ -35,6 +35,8 @@ struct AttentionArgs {  // element strides; batch, seq, feature (head h uses fea
 // invalid_argument for bad arguments (null pointers, non-positive sizes, head_dim > 512,
 // unsupported dtype, lk == 0 with lq > 0) and internal_error naming the kernel when a launch
 // fails. batch == 0 or lq == 0 is a no-op.
-Status launch_attention(const AttentionArgs& a, cudaStream_t stream);
+// *kernel (optional) receives a readable name of the kernel chosen (for profile labels).
+Status launch_attention(const AttentionArgs& a, cudaStream_t stream,
+                        const char** kernel = nullptr);
 
 }  // namespace sd35::cuda

@@ -110,7 +110,10 @@ class CudaBackend final : public Backend {
                                                 : "") +
              (p.accumulate ? " +=" : "");
     });
-    return cuda::gemm_op(ctx_, x, w, bias, y, p);
+    ctx_.last_path = "";
+    Status st = cuda::gemm_op(ctx_, x, w, bias, y, p);
+    ps.note(ctx_.last_path);
+    return st;
   }
   Status attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, int heads,
                    float scale) override {
@@ -118,13 +121,19 @@ class CudaBackend final : public Backend {
     cuda::ProfileScope ps(profiler_.get(), [&] {
       return "attention q " + q.describe() + " k " + k.describe() + " H=" + std::to_string(heads);
     });
-    return cuda::attention_op(ctx_, q, k, v, out, heads, scale, false, false, nullptr);
+    ctx_.last_path = "";
+    Status st = cuda::attention_op(ctx_, q, k, v, out, heads, scale, false, false, nullptr);
+    ps.note(ctx_.last_path);
+    return st;
   }
   Status attention_masked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                           int heads, float scale, bool causal, const Tensor* bias) override {
     SD35_RETURN_IF_ERROR(select());
     cuda::ProfileScope ps(profiler_.get(), [&] { return "attention_masked q " + q.describe(); });
-    return cuda::attention_op(ctx_, q, k, v, out, heads, scale, true, causal, bias);
+    ctx_.last_path = "";
+    Status st = cuda::attention_op(ctx_, q, k, v, out, heads, scale, true, causal, bias);
+    ps.note(ctx_.last_path);
+    return st;
   }
   Status gather_rows(const Tensor& table, const Tensor& ids, const Tensor& out) override {
     SD35_RETURN_IF_ERROR(select());
@@ -147,7 +156,13 @@ class CudaBackend final : public Backend {
                     const Tensor& y) override {
     SD35_RETURN_IF_ERROR(select());
     cuda::ProfileScope ps(profiler_.get(), [&] { return "group_norm " + x.describe(); });
-    return cuda::group_norm_op(ctx_, x, groups, w, b, eps, y);
+    return cuda::group_norm_op(ctx_, x, groups, w, b, eps, y, /*silu=*/false);
+  }
+  Status group_norm_silu(const Tensor& x, int groups, const Tensor* w, const Tensor* b, float eps,
+                         const Tensor& y) override {
+    SD35_RETURN_IF_ERROR(select());
+    cuda::ProfileScope ps(profiler_.get(), [&] { return "group_norm+silu " + x.describe(); });
+    return cuda::group_norm_op(ctx_, x, groups, w, b, eps, y, /*silu=*/true);
   }
   Status modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
                   const Tensor& y) override {

@@ -24,6 +24,9 @@ struct CudaContext {
   std::unique_ptr<ScratchPool> scratch;
   std::unique_ptr<LtGemm> lt;
   bool lt_epilogues = true;  // try cuBLASLt's bias-in-place and GELU epilogues first
+  // Which implementation the last gemm/conv2d took ("lt", "lt+epilogue", "skinny", ...), for
+  // the per-op profile's labels (SD35_CUDA_PROFILE): the same shape can go several ways.
+  const char* last_path = "";
 };
 
 // A view of a device tensor labelled as host memory, so that the shared argument checks of
@@ -75,8 +78,9 @@ Status attention_op(CudaContext& ctx, const Tensor& q, const Tensor& k, const Te
 Status gather_rows_op(CudaContext& ctx, const Tensor& table, const Tensor& ids, const Tensor& out);
 Status row_op(CudaContext& ctx, RowKind kind, const Tensor& x, const Tensor* weight,
               const Tensor* bias, float eps, const Tensor& y);
+// silu: then SiLU on the value rounded to y's dtype, in the same pass (Backend::group_norm_silu).
 Status group_norm_op(CudaContext& ctx, const Tensor& x, int groups, const Tensor* weight,
-                     const Tensor* bias, float eps, const Tensor& y);
+                     const Tensor* bias, float eps, const Tensor& y, bool silu);
 Status modulate_op(CudaContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale,
                    const Tensor& y);
 Status layer_norm_modulate_op(CudaContext& ctx, const Tensor& x, const Tensor& shift,

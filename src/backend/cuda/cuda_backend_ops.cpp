@@ -124,8 +124,11 @@ Status attention_op(CudaContext& ctx, const Tensor& q, const Tensor& k, const Te
     }
   }
   SD35_ASSIGN_OR_RETURN(const bool by_gemm, attention_by_gemm(ctx, a));
-  if (by_gemm) return ok_status();
-  return launch_attention(a, ctx.stream);
+  if (by_gemm) {
+    ctx.last_path = "blocked gemms";
+    return ok_status();
+  }
+  return launch_attention(a, ctx.stream, &ctx.last_path);
 }
 
 Status gather_rows_op(CudaContext& ctx, const Tensor& table, const Tensor& ids, const Tensor& out) {
@@ -184,7 +187,7 @@ Status row_op(CudaContext& ctx, RowKind kind, const Tensor& x, const Tensor* wei
 }
 
 Status group_norm_op(CudaContext& ctx, const Tensor& x, int groups, const Tensor* weight,
-                     const Tensor* bias, float eps, const Tensor& y) {
+                     const Tensor* bias, float eps, const Tensor& y, bool silu) {
   SD35_RETURN_IF_ERROR(validate::group_norm(Device::kCUDA, x, groups, weight, bias, eps, y));
   if (x.numel() == 0) return ok_status();
   GroupNormArgs a;
@@ -192,7 +195,7 @@ Status group_norm_op(CudaContext& ctx, const Tensor& x, int groups, const Tensor
   if (weight) a.weight = weight->data(), a.weight_dtype = weight->dtype();
   if (bias) a.bias = bias->data(), a.bias_dtype = bias->dtype();
   a.batch = x.size(0), a.channels = x.size(1), a.spatial = x.numel() / (a.batch * a.channels);
-  a.groups = groups, a.eps = eps;
+  a.groups = groups, a.eps = eps, a.silu = silu;
   SD35_ASSIGN_OR_RETURN(void* p, ctx.scratch->get(ScratchSlot::kStats,
                                                   size_t(group_norm_scratch_floats(a)) * 4,
                                                   "group_norm"));

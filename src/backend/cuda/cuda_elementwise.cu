@@ -40,6 +40,7 @@ __device__ __forceinline__ int ew_inputs(EwOp op) {
 
 __global__ void elementwise_kernel(EwArgs a, int64_t n) {
   const int inputs = ew_inputs(a.op);
+  const bool small = n <= 0x7FFFFFFF;  // 32-bit index arithmetic suffices
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     float v[3] = {0.0f, 0.0f, 0.0f};
@@ -48,7 +49,10 @@ __global__ void elementwise_kernel(EwArgs a, int64_t n) {
       for (int k = 0; k < inputs; ++k) v[k] = load_f32(a.in[k], a.in_dtype[k], i);
     } else {
       int64_t off[4];
-      layout_offsets(a.layout, inputs + 1, i, off);
+      if (small)
+        layout_offsets32(a.layout, inputs + 1, uint32_t(i), off);
+      else
+        layout_offsets(a.layout, inputs + 1, i, off);
       out_off = off[0];
       for (int k = 0; k < inputs; ++k) v[k] = load_f32(a.in[k], a.in_dtype[k], off[k + 1]);
     }
@@ -81,13 +85,17 @@ __global__ void row_broadcast_kernel(RowBroadcastArgs a) {
 
 template <typename T>
 __global__ void copy_raw_kernel(T* dst, const T* src, StridedLayout l, int64_t n) {
+  const bool small = n <= 0x7FFFFFFF;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     if (l.contiguous) {
       dst[i] = src[i];
     } else {
       int64_t off[2];
-      layout_offsets(l, 2, i, off);
+      if (small)
+        layout_offsets32(l, 2, uint32_t(i), off);
+      else
+        layout_offsets(l, 2, i, off);
       dst[off[0]] = src[off[1]];
     }
   }

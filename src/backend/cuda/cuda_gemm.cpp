@@ -112,7 +112,10 @@ Status gemm_rows(CudaContext& ctx, const GemmRows& r, DType compute, const void*
     mm.bias = bias.data, mm.bias_type = bias.dtype;
     mm.activation = p.activation;
     SD35_RETURN_IF_ERROR(ctx.lt->run(mm, &supported));
-    if (supported) return ok_status();
+    if (supported) {
+      ctx.last_path = "lt";
+      return ok_status();
+    }
   }
   // f32 results in scratch, then bias + activation (+ y) rounded once by our epilogue.
   const int64_t rows_per = std::max<int64_t>(1, kGemmOutBytes / 4 / n);
@@ -129,6 +132,7 @@ Status gemm_rows(CudaContext& ctx, const GemmRows& r, DType compute, const void*
     mm.bias = nullptr;
     mm.activation = Activation::kNone;
     SD35_RETURN_IF_ERROR(ctx.lt->run(mm, &supported, /*allow_fallback=*/true));
+    ctx.last_path = ctx.lt->last_was_fallback() ? "fallback kernel+epilogue" : "lt+epilogue";
     void* y = static_cast<char*>(r.y) + r0 * r.ldy * int64_t(dtype_size(r.y_dtype));
     SD35_RETURN_IF_ERROR(launch_gemm_epilogue(static_cast<const float*>(acc), n, bias.data,
                                               bias.dtype, p.activation, p.accumulate, y,
@@ -180,7 +184,10 @@ Status gemm_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor*
     sk.bias = gbias.data, sk.bias_dtype = gbias.dtype;
     sk.act = p.activation, sk.accumulate = p.accumulate;
     sk.y = y.data(), sk.y_dtype = y.dtype(), sk.ldy = g.rows == 1 ? n : g.sy;
-    if (skinny_gemm_supported(sk)) return launch_skinny_gemm(sk, ctx.stream);
+    if (skinny_gemm_supported(sk)) {
+      ctx.last_path = "skinny";
+      return launch_skinny_gemm(sk, ctx.stream);
+    }
   }
 
   const bool convert = w.dtype() != compute;

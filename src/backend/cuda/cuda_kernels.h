@@ -87,6 +87,7 @@ struct GroupNormArgs {
   int64_t batch = 0, channels = 0, spatial = 0;
   int groups = 1;
   float eps = 0.0f;
+  bool silu = false;  // y = SiLU(round_to_y_dtype(GN(x))), as group_norm then activation
 };
 // Floats of scratch group_norm needs (partial sums and per-group statistics).
 int64_t group_norm_scratch_floats(const GroupNormArgs& a);

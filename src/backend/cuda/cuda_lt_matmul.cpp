@@ -147,6 +147,7 @@ Status LtGemm::make_plan(const LtMatmul& mm, Plan* plan) {
 
 Status LtGemm::run(const LtMatmul& mm, bool* supported, bool allow_fallback) {
   *supported = false;
+  last_was_fallback_ = false;
   if (mm.m == 0 || mm.n == 0) {
     *supported = true;
     return ok_status();
@@ -175,6 +176,7 @@ Status LtGemm::run(const LtMatmul& mm, bool* supported, bool allow_fallback) {
   if (!plan.supported) {
     if (!allow_fallback) return ok_status();
     *supported = true;
+    last_was_fallback_ = true;
     return launch_matmul_fallback(mm, stream_);
   }
   if (mm.bias) {
@@ -190,6 +192,7 @@ Status LtGemm::run(const LtMatmul& mm, bool* supported, bool allow_fallback) {
     plan.supported = false;  // remembered: this configuration takes the caller's other path
     if (!allow_fallback) return ok_status();
     *supported = true;
+    last_was_fallback_ = true;
     return launch_matmul_fallback(mm, stream_);
   }
   SD35_LT_RETURN_IF_ERROR(s, "matmul");

@@ -55,6 +55,8 @@ class LtGemm {
   // algorithm for this configuration, so the caller can take another path — or, with
   // allow_fallback, runs our plain (slow, any layout) kernel instead.
   Status run(const LtMatmul& mm, bool* supported, bool allow_fallback = false);
+  // Whether the last run() used our fallback kernel instead of cuBLASLt (for profile labels).
+  bool last_was_fallback() const { return last_was_fallback_; }
 
  private:
   LtGemm() = default;
@@ -74,6 +76,7 @@ class LtGemm {
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
   std::map<Key, Plan> plans_;
+  bool last_was_fallback_ = false;
 };
 
 }  // namespace sd35::cuda

@@ -3,6 +3,8 @@
 // mean of squared deviations), each row re-read from L1/L2 rather than held in shared memory
 // so any row length works. group_norm: a group of the VAE holds up to millions of elements,
 // so its statistics are reduced over many blocks (per-chunk f32 partials, combined in f64).
+#include <algorithm>
+
 #include "backend/cuda/cuda_activation.cuh"
 #include "backend/cuda/cuda_dtype.cuh"
 #include "backend/cuda/cuda_kernels.h"
@@ -242,18 +244,36 @@ __global__ void group_finalize_kernel(const float* partials, int64_t chunks, int
   out[g] = mean_known ? float(1.0 / sqrt(s + double(eps))) : float(s);
 }
 
+// f32 value v as stored in dtype t and read back (what a later op on y would load).
+__device__ __forceinline__ float round_through(DType t, float v) {
+  switch (t) {
+    case DType::kBF16: return dev_bf16_to_f32(dev_f32_to_bf16(v));
+    case DType::kF16: return dev_f16_to_f32(dev_f32_to_f16(v));
+    default: return v;
+  }
+}
+
+// Normalise + affine (+ SiLU). Blocks along y own (n, c) planes, so the plane's group,
+// statistics and affine pair are read once per block; the previous flat grid-stride loop did
+// three 64-bit divisions per element to find them, which dominated its time (VAE group norms
+// at 1024²: ~1.5 ms for 512 MB of f32, ~3× the bandwidth bound).
 __global__ void group_apply_kernel(GroupNormArgs a, const float* mean, const float* rstd) {
-  const int64_t n = a.batch * a.channels * a.spatial;
+  const int64_t planes = a.batch * a.channels;
   const int64_t cg = a.channels / a.groups;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t nc = i / a.spatial;
-    const int64_t ch = nc % a.channels;
-    const int64_t gid = nc / cg;
-    float v = (load_f32(a.x, a.x_dtype, i) - mean[gid]) * rstd[gid];
-    if (a.weight) v *= load_f32(a.weight, a.weight_dtype, ch);
-    if (a.bias) v += load_f32(a.bias, a.bias_dtype, ch);
-    store_f32(a.y, a.y_dtype, i, v);
+  for (int64_t plane = blockIdx.y; plane < planes; plane += gridDim.y) {
+    const int64_t ch = plane % a.channels, gid = plane / cg;  // plane = n·C + c
+    const float m = mean[gid], r = rstd[gid];
+    const float w = a.weight ? load_f32(a.weight, a.weight_dtype, ch) : 1.0f;
+    const float b = a.bias ? load_f32(a.bias, a.bias_dtype, ch) : 0.0f;
+    const int64_t base = plane * a.spatial;
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < a.spatial;
+         i += int64_t(gridDim.x) * blockDim.x) {
+      float v = (load_f32(a.x, a.x_dtype, base + i) - m) * r;
+      if (a.weight) v *= w;
+      if (a.bias) v += b;
+      if (a.silu) v = apply_activation(Activation::kSilu, round_through(a.y_dtype, v));
+      store_f32(a.y, a.y_dtype, base + i, v);
+    }
   }
 }
 
@@ -306,7 +326,11 @@ Status launch_group_norm(const GroupNormArgs& a, float* scratch, cudaStream_t st
                                                    partials);
   group_finalize_kernel<<<fin_blocks, 128, 0, stream>>>(partials, chunks, total, group_elems,
                                                         a.eps, true, rstd);
-  group_apply_kernel<<<grid_for(n), 256, 0, stream>>>(a, mean, rstd);
+  const int64_t planes = a.batch * a.channels;
+  // ~4 elements per thread along a plane; planes beyond 65535 loop inside the blocks.
+  const dim3 apply_grid(unsigned(std::clamp<int64_t>((a.spatial + 1023) / 1024, 1, 65535)),
+                        unsigned(std::min<int64_t>(planes, 65535)));
+  group_apply_kernel<<<apply_grid, 256, 0, stream>>>(a, mean, rstd);
   return launch_status("group_norm");
 }
 

@@ -61,6 +61,10 @@ class ProfileScope {
   ~ProfileScope() {
     if (p_) p_->end(token_, std::move(key_));
   }
+  // Appends to the key once the op has run (e.g. which implementation it took).
+  void note(const char* s) {
+    if (p_ && s && *s) key_ += std::string(" [") + s + "]";
+  }
   ProfileScope(const ProfileScope&) = delete;
   ProfileScope& operator=(const ProfileScope&) = delete;
 

@@ -93,8 +93,7 @@ class Runner {
 
   // y = SiLU(GroupNorm(x)), y in the compute dtype (y may be the input of a conv).
   Status norm_silu(const Norm& n, const Tensor& x, const Tensor& y) {
-    SD35_RETURN_IF_ERROR(be_.group_norm(x, kGroups, &n.w, &n.b, kNormEps, y));
-    return be_.activation(y, Activation::kSilu, y);
+    return be_.group_norm_silu(x, kGroups, &n.w, &n.b, kNormEps, y);
   }
 
   // out = shortcut(x) + conv2(SiLU(GN2(conv1(SiLU(GN1(x)))))); x, out f32 trunk maps.
