@@ -13,6 +13,7 @@
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_lt_matmul.h"
 #include "backend/cuda/cuda_scratch.h"
+#include "backend/cuda/cudnn_conv.h"
 
 namespace sd35::cuda {
 
@@ -24,6 +25,9 @@ struct CudaContext {
   std::unique_ptr<ScratchPool> scratch;
   std::unique_ptr<LtGemm> lt;
   bool lt_epilogues = true;  // try cuBLASLt's bias-in-place and GELU epilogues first
+  // conv2d through cuDNN where it is exact (cudnn_conv.h); null when cuDNN is unavailable or
+  // SD35_CUDNN=0, and conv2d then runs im2col + cuBLASLt only.
+  std::unique_ptr<CudnnConv> cudnn;
 };
 
 // A view of a device tensor labelled as host memory, so that the shared argument checks of
