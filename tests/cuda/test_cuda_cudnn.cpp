@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cudnn_conv.h"
@@ -203,6 +204,45 @@ TEST(CudaCudnnConv, SameResultWithCudnnOff) {
     Tol tol = conv_tol(c.xt, c.yt, std::sqrt(64.0 * 9) * 0.5);
     tol.atol *= 2, tol.rtol *= 2;
     EXPECT_TRUE(all_close(b.y->host(), y2->host(), tol)) << "cuDNN vs im2col, " << dt(t);
+  }
+}
+
+TEST(CudaCudnnConv, CapturedIntoAGraphAndReplayed) {
+  // The MMDiT's patch embedding (f32 x, bf16 w converted in scratch, stride 2) runs inside the
+  // captured denoising forward: after one direct run (plans, scratch, workspace warm) the
+  // conv must be capturable (no allocation, no synchronisation) and its replay must read the
+  // input at replay time and give exactly what a direct run gives (the same kernels).
+  if (!cuda().can_capture()) GTEST_SKIP() << "capture is off (SD35_CUDA_PROFILE)";
+  const Conv2dParams patch{2, 0, 0, 0, 0}, same{1, 1, 1, 1, 1};
+  const Case cases[] = {
+      {{2, 16, 32, 32}, 1536, 2, 2, patch, DType::kF32, DType::kBF16, DType::kF32,
+       int(DType::kBF16), Path::kCudnn},
+      {{1, 32, 24, 20}, 32, 3, 3, same, DType::kBF16, DType::kBF16, DType::kBF16,
+       int(DType::kBF16), Path::kCudnn},
+  };
+  uint32_t seed = 7700;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(describe(c));
+    Buffers b = make_buffers(c, seed += 10);
+    const Tensor bias = b.bv(true);
+    auto op = [&] { return cuda().conv2d(b.xv(true), b.w->dev(), &bias, b.y->dev(), c.p); };
+    ASSERT_TRUE(op().ok());
+    ASSERT_TRUE(cuda().synchronize().ok());
+    ASSERT_TRUE(cuda().begin_capture().ok());
+    const Status captured = op();
+    auto work = cuda().end_capture();
+    ASSERT_TRUE(captured.ok()) << captured.to_string();
+    ASSERT_TRUE(work.ok()) << work.status().to_string();
+    b.x->fill_random(seed + 5, 1.0f);  // new input: the replay must see it
+    b.x->upload();
+    ASSERT_TRUE(cuda().replay(**work).ok());
+    ASSERT_TRUE(cuda().synchronize().ok());
+    b.y->download();
+    const std::vector<uint8_t> replayed = b.y->snapshot();
+    ASSERT_TRUE(op().ok());
+    ASSERT_TRUE(cuda().synchronize().ok());
+    b.y->download();
+    EXPECT_TRUE(replayed == b.y->image()) << "the replay differs from a direct run";
   }
 }
 

@@ -119,7 +119,8 @@ struct CudnnConv::Impl {
     size_t workspace = 0;
     bool supported = false;
   };
-  // x dims+strides, y strides, w dims, dtype, bias, pads, stride, alignments of x/w/y.
+  // x dims+strides, y strides, w dims, dtype, bias, pads, stride, alignments of x/w/y/bias
+  // (a kernel cuDNN declines for one alignment may run for another).
   using Key = std::array<int64_t, 24>;
   std::map<Key, Plan> plans;
 
@@ -263,7 +264,7 @@ Status cudnn_conv2d(CudaContext& ctx, const Tensor& x, const Tensor& w, const Te
       x.size(0), x.size(1), x.size(2), x.size(3), x.stride(0), x.stride(1), x.stride(2),
       x.stride(3), y.stride(0), y.stride(1), y.stride(2), y.stride(3), oc, kh, kw,
       int64_t(compute), bias ? 1 : 0, p.pad_top, p.pad_left, p.stride, alignment_of(x.data()),
-      w_align, alignment_of(y.data()), 0};
+      w_align, alignment_of(y.data()), bias ? int64_t(alignment_of(bias->data())) : 0};
   auto it = im.plans.find(key);
   if (it == im.plans.end()) {
     if (im.plans.size() >= size_t(kMaxPlans)) {
