@@ -138,7 +138,8 @@ struct CudnnConv::Impl {
     p = Plan{};
   }
 
-  // Fills `plan`; plan.supported = false (ok status) when cuDNN has no exact algorithm for it.
+  // Fills `plan`; plan.supported = false when cuDNN has no exact algorithm for it (or
+  // planning failed in any way). Descriptors created are destroyed with the plan.
   Status make_plan(const Tensor& x, const Tensor& y, int64_t oc, int64_t kh, int64_t kw,
                    const Conv2dParams& p, bool with_bias, Plan& plan) const;
 };
@@ -180,11 +181,13 @@ Status CudnnConv::Impl::make_plan(const Tensor& x, const Tensor& y, int64_t oc, 
   if (!int_dims(x, xd, xs) || !int_dims(y, yd, ys)) return ok_status();
   const cudnnDataType_t dt = cudnn_type(x.dtype());
   const bool f32 = x.dtype() == DType::kF32;
-  // Descriptor set-up errors on valid shapes mean "not for cuDNN" (e.g. a layout it rejects).
+  // Any failure while planning (a layout cuDNN rejects, no algorithm, even a heuristic error)
+  // means "not for cuDNN": the shape is remembered as unsupported and runs on im2col, which
+  // computes the same thing. Only failures of the convolution itself become errors.
   auto ok = [](cudnnStatus_t s) { return s == CUDNN_STATUS_SUCCESS; };
   if (!ok(a.CreateTensorDescriptor(&plan.x)) || !ok(a.CreateTensorDescriptor(&plan.y)) ||
       !ok(a.CreateFilterDescriptor(&plan.w)) || !ok(a.CreateConvolutionDescriptor(&plan.conv)))
-    return internal_error("conv2d: cuDNN descriptor creation failed");
+    return ok_status();
   if (!ok(a.SetTensor4dDescriptorEx(plan.x, dt, xd[0], xd[1], xd[2], xd[3], xs[0], xs[1], xs[2],
                                     xs[3])) ||
       !ok(a.SetTensor4dDescriptorEx(plan.y, dt, yd[0], yd[1], yd[2], yd[3], ys[0], ys[1], ys[2],
@@ -198,9 +201,8 @@ Status CudnnConv::Impl::make_plan(const Tensor& x, const Tensor& y, int64_t oc, 
       !ok(a.SetConvolutionMathType(plan.conv, f32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH)))
     return ok_status();
   if (with_bias) {
-    if (!ok(a.CreateTensorDescriptor(&plan.bias)))
-      return internal_error("conv2d: cuDNN descriptor creation failed");
-    if (!ok(a.SetTensor4dDescriptorEx(plan.bias, dt, 1, int(oc), 1, 1, int(oc), 1, 1, 1)))
+    if (!ok(a.CreateTensorDescriptor(&plan.bias)) ||
+        !ok(a.SetTensor4dDescriptorEx(plan.bias, dt, 1, int(oc), 1, 1, int(oc), 1, 1, 1)))
       return ok_status();
   }
   // cuDNN's idea of the output shape must be ours (it is, for symmetric padding).
@@ -213,10 +215,7 @@ Status CudnnConv::Impl::make_plan(const Tensor& x, const Tensor& y, int64_t oc, 
   int found = 0;
   cudnnStatus_t s = a.GetConvolutionForwardAlgorithm_v7(handle, plan.x, plan.w, plan.conv, plan.y,
                                                         int(perf.size()), &found, perf.data());
-  if (!ok(s)) {
-    if (declined(s)) return ok_status();
-    return cudnn_error(a, s, "cudnnGetConvolutionForwardAlgorithm_v7");
-  }
+  if (!ok(s)) return ok_status();
   for (int i = 0; i < found; ++i) {
     const cudnnConvolutionFwdAlgoPerf_t& r = perf[size_t(i)];
     if (r.status != CUDNN_STATUS_SUCCESS || r.memory > kMaxWorkspaceBytes) continue;
@@ -309,7 +308,9 @@ Status cudnn_conv2d(CudaContext& ctx, const Tensor& x, const Tensor& w, const Te
   const float one = 1.0f, zero = 0.0f;
   cudnnStatus_t s;
   if (bias) {
-    // z = y with alpha2 = 0: cuDNN needs a z tensor; its contribution is 0·z.
+    // cuDNN needs a z tensor: z = y with alpha2 = 0. This relies on cuDNN not reading z when
+    // alpha2 is 0 (as with beta = 0 elsewhere), since y may hold anything, NaN included; the
+    // conformance cases with a NaN-filled y (CudaCudnnConv.AgainstReference) check it.
     s = a.ConvolutionBiasActivationForward(im.handle, &one, plan.x, x.data(), plan.w, wp,
                                            plan.conv, plan.algo, ws, plan.workspace, &zero,
                                            plan.y, y.data(), plan.bias, bp, im.identity, plan.y,
