@@ -22,6 +22,7 @@ std::string CudnnLibrary::version_string() const {
 
 Result<std::unique_ptr<CudnnLibrary>> CudnnLibrary::open(const std::string& path) {
 #if !SD35_CUDNN_HEADERS
+  (void)path;
   return unsupported("built without the cuDNN headers (cudnn.h), so cuDNN is not used");
 #else
   if (path.empty()) return invalid_argument("cudnn: empty library path");
