@@ -274,11 +274,14 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   if (!parse_args(argc, argv, a, &exit_code)) return exit_code;
   const bool cuda = a.backend == "cuda";
-  std::string gpu_name;
+  std::string gpu_name, cudnn = "n/a";
   if (cuda) {
     auto info = cuda_device_info(a.device);
     if (!info.ok()) return fail("CUDA device " + std::to_string(a.device), info.status());
     gpu_name = info->name;
+    // For the JSON line: a load error may quote a path; keep the string JSON-safe.
+    cudnn.clear();
+    for (char c : info->cudnn) cudnn += (c == '"' || c == '\\' || c < 0x20) ? '_' : c;
   }
   VramSampler vram(cuda, a.device);  // started before load: the weights count
 
@@ -376,12 +379,13 @@ int main(int argc, char** argv) {
       "\"first_total_s\": %.4f, \"model_calls\": %d, \"mmdit_forward_ms\": %.3f, "
       "\"mmdit_iters\": %d, \"peak_vram_gb\": %.3f, \"vram_before_load_gb\": %.3f, "
       "\"peak_rss_gb\": %.3f, \"cuda_graphs\": %s, \"graph_replays\": %d, "
-      "\"image_fnv1a\": \"%s\", \"latent_fnv1a\": \"%s\"}\n",
+      "\"image_fnv1a\": \"%s\", \"latent_fnv1a\": \"%s\", \"cudnn\": \"%s\"}\n",
       a.backend.c_str(), gpu_name.c_str(), a.compute.c_str(), a.text_device.c_str(), a.width,
       a.height, a.steps, a.cfg, a.sampler.c_str(), a.scheduler.c_str(), load_s,
       tm.encode_prompt_s, step_s, tm.sample_s, tm.vae_decode_s, tm.total_s, first_total_s,
       tm.model_calls, mmdit_ms, a.mmdit_iters, peak_vram,
       vram.valid() ? double(vram.start_used()) / gb : 0.0, rss, a.cuda_graphs ? "true" : "false",
-      tm.graph_replays, fnv1a_hex(res->image).c_str(), fnv1a_hex(res->latent).c_str());
+      tm.graph_replays, fnv1a_hex(res->image).c_str(), fnv1a_hex(res->latent).c_str(),
+      cudnn.c_str());
   return 0;
 }

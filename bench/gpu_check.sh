@@ -75,7 +75,8 @@ run_step() {
 # Last line of a log that is a JSON object (bench_generate and the torch script end with one).
 last_json() { grep -E '^\{.*\}$' "$1" 2>/dev/null | tail -n 1; }
 print_table() {
-  local gen="$work/bench_generate.json" tor="$work/torch.json" ab="$work/epilogue_ab.json" cg="$work/cuda_graphs.json" fk="$work/flash_keys_ab.json"
+  local gen="$work/bench_generate.json" tor="$work/torch.json" ab="$work/epilogue_ab.json" cg="$work/cuda_graphs.json"
+  local cab="$work/cudnn_ab.json" fk="$work/flash_keys_ab.json"
   echo
   echo "== step times"
   local s
@@ -85,16 +86,17 @@ print_table() {
   done
   printf '  %-26s %7s s\n' "whole script" "$(( $(date +%s) - script_t0 ))"
   R[card]=${R[card]:-unknown}
-  python3 - "$gen" "$tor" "$ab" "$cg" "$fk" "${R[card]}" "${R[conformance]:-not run}" "${R[golden_f32]:-not run}" \
-      "${R[golden_bf16]:-not run}" <<'EOF' || echo "(python3 missing: see the logs above)"
+  python3 - "$gen" "$tor" "$ab" "$cg" "${R[card]}" "${R[conformance]:-not run}" "${R[golden_f32]:-not run}" \
+      "${R[golden_bf16]:-not run}" "$cab" "${R[cudnn]:-not looked for}" "$fk" <<'EOF' || echo "(python3 missing: see the logs above)"
 import json, sys
-gen_path, torch_path, ab_path, cg_path, fk_path, card, conf, g32, g16 = sys.argv[1:10]
+gen_path, torch_path, ab_path, cg_path, card, conf, g32, g16, cab_path, cudnn_found, fk_path = sys.argv[1:12]
 def load(p):
     try:
         return json.load(open(p))
     except Exception:
         return {}
-g, t, ab, cg = load(gen_path), load(torch_path), load(ab_path), load(cg_path)
+g, t, ab, cg, cab = (load(gen_path), load(torch_path), load(ab_path), load(cg_path),
+                     load(cab_path))
 fk = load(fk_path)
 same = None
 if g.get("image_fnv1a") and cg.get("image_fnv1a"):
@@ -116,7 +118,9 @@ rows = [
     ("goldens tiny-a, bf16 (info)", g16),
     ("text encode", fmt(num(g, "text_encode_s"), "%.3f s")),
     ("per step (20 steps, cfg)", fmt(num(g, "step_s"), "%.4f s")),
+    ("cuDNN for conv2d: where, what", "%s: %s" % (cudnn_found, g.get("cudnn", "n/a"))),
     ("VAE decode", fmt(num(g, "vae_decode_s"), "%.3f s")),
+    ("VAE decode, cuDNN off", fmt(num(cab, "vae_decode_s"), "%.3f s (A/B, SD35_CUDNN=0)")),
     ("total 1024², 20 steps", fmt(total, "%.3f s")),
     ("peak VRAM (incl. context)", fmt(vram, "%.2f GB")),
     ("MMDiT fwd ours / PyTorch", "%s / %s ms" % (fmt(ours, "%.1f"), fmt(theirs, "%.1f"))),
@@ -220,6 +224,39 @@ else
   run_step build 3600 build
 fi
 export SD35_DATA_DIR="$repo/data"  # tokenizer files
+
+# ---- cuDNN: conv2d loads it at run time when present (never part of the bundle) ---------------
+# The toolkit's lib64 first, then PyTorch's pip wheel (nvidia-cudnn-cu13) or torch's own lib
+# folder. Found: SD35_CUDNN_LIBRARY names it and its folder joins LD_LIBRARY_PATH (libcudnn.so.9
+# loads libcudnn_cnn.so.9 and the other parts from there). Not found: conv2d runs im2col.
+# Prints "WHERE PATH" (WHERE: a short label for the table).
+find_cudnn() {
+  local d label
+  if [ -n "${SD35_CUDNN_LIBRARY:-}" ] && [ -f "$SD35_CUDNN_LIBRARY" ]; then
+    echo "SD35_CUDNN_LIBRARY $SD35_CUDNN_LIBRARY"; return 0
+  fi
+  for label in toolkit pip-wheel torch-lib; do
+    case $label in
+      toolkit) d=/usr/local/cuda/lib64 ;;
+      pip-wheel) d=$(python3 -c 'import nvidia.cudnn as m, os
+print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null) ;;
+      torch-lib) d=$(python3 -c 'import torch, os
+print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null) ;;
+    esac
+    if [ -n "$d" ] && [ -f "$d/libcudnn.so.9" ]; then echo "$label $d/libcudnn.so.9"; return 0; fi
+  done
+  return 1
+}
+if found=$(find_cudnn); then
+  cudnn_lib=${found#* }
+  export SD35_CUDNN_LIBRARY="$cudnn_lib"
+  export LD_LIBRARY_PATH="$(dirname "$cudnn_lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  R[cudnn]=${found%% *}
+  echo "== cuDNN: $cudnn_lib"
+else
+  R[cudnn]="not found"
+  echo "== cuDNN: not found (conv2d runs im2col + cuBLASLt)"
+fi
 deadline=$(( $(date +%s) + budget ))
 
 # ---- a. the card -------------------------------------------------------------------------------
@@ -283,7 +320,7 @@ run_step epilogue-ab 150 env SD35_CUDA_LT_EPILOGUE=0 "$bin/bench_generate" "$ckp
   --cfg 4.5 --compute bf16 --text-device gpu --warmup 0 --mmdit-iters 10
 last_json "$work/epilogue-ab.log" >"$work/epilogue_ab.json"
 
-# ---- e4. A/B: the same MMDiT forward with 128-key attention tiles --------------------------------
+# ---- e5. A/B: the same MMDiT forward with 128-key attention tiles --------------------------------
 # (SD35_CUDA_FLASH_KEYS=128: the flash kernel's 128-key K/V tiles, opt-in until timed.)
 run_step flash-keys-ab 150 env SD35_CUDA_FLASH_KEYS=128 "$bin/bench_generate" "$ckpt" \
   "$te/clip_l.safetensors" "$te/clip_g.safetensors" "$te/t5xxl_fp8_e4m3fn_scaled.safetensors" \
@@ -298,6 +335,18 @@ run_step cuda-graphs 200 "$bin/bench_generate" "$ckpt" "$te/clip_l.safetensors" 
   --width 1024 --height 1024 --steps 20 --sampler dpmpp_2m --scheduler sgm_uniform --cfg 4.5 \
   --compute bf16 --text-device gpu --warmup 1 --cuda-graphs
 last_json "$work/cuda-graphs.log" >"$work/cuda_graphs.json"
+
+# ---- e4. A/B: VAE decode with cuDNN off -----------------------------------------------------------
+# SD35_CUDNN=0: every conv2d on im2col + cuBLASLt (the behaviour before cuDNN). One step and
+# no MMDiT timing; --warmup 1 so the timed decode is warm like e's (its "VAE decode" row is
+# the cuDNN-on side). Only when cuDNN was found: otherwise both sides are the same path.
+if [ -n "${SD35_CUDNN_LIBRARY:-}" ]; then
+  run_step cudnn-ab 120 env SD35_CUDNN=0 "$bin/bench_generate" "$ckpt" \
+    "$te/clip_l.safetensors" "$te/clip_g.safetensors" "$te/t5xxl_fp8_e4m3fn_scaled.safetensors" \
+    --backend cuda --width 1024 --height 1024 --steps 1 --sampler dpmpp_2m \
+    --scheduler sgm_uniform --cfg 4.5 --compute bf16 --text-device gpu --warmup 1 --mmdit-iters 0
+  last_json "$work/cudnn-ab.log" >"$work/cudnn_ab.json"
+fi
 
 # ---- f. the PyTorch eager baseline -------------------------------------------------------------
 run_step torch-baseline 150 python3 "$repo/bench/torch_mmdit_baseline.py" --height 1024 \

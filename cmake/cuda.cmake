@@ -86,6 +86,8 @@ set(SD35_CUDA_SOURCES
   src/backend/cuda/cuda_gemm.cpp
   src/backend/cuda/attention_gemm.cpp
   src/backend/cuda/cuda_conv.cpp
+  src/backend/cuda/cudnn_loader.cpp
+  src/backend/cuda/cudnn_conv.cpp
   src/backend/cuda/cuda_scratch.cpp
   src/backend/cuda/cuda_layout.cpp
   src/backend/cuda/cuda_lt_matmul.cpp
@@ -133,7 +135,8 @@ message(STATUS "sd35: CUDA backend ON (archs ${CMAKE_CUDA_ARCHITECTURES})")
 
 function(_sd35_cuda_wire_engine)
   target_sources(sd35_engine PRIVATE $<TARGET_OBJECTS:sd35_cuda_objs>)
-  target_link_libraries(sd35_engine PUBLIC CUDA::cudart_static CUDA::cublasLt)
+  # cuDNN is dlopen()ed at run time (cudnn_loader.cpp), never linked: only libdl.
+  target_link_libraries(sd35_engine PUBLIC CUDA::cudart_static CUDA::cublasLt ${CMAKE_DL_LIBS})
   target_compile_definitions(sd35_engine PUBLIC SD35_HAVE_CUDA=1)
   if(SD35_TESTS)
     include(${CMAKE_SOURCE_DIR}/cmake/tests_cuda.cmake)

@@ -9,11 +9,14 @@ if(SD35_CUDA_ENABLED)
     tests/cuda/test_cuda_main.cpp
     tests/cuda/test_cuda_backend.cpp
     tests/cuda/test_cuda_backend_linear.cpp
+    tests/cuda/test_cuda_cudnn.cpp
   )
   target_link_libraries(cuda_backend_conformance PRIVATE sd35_engine GTest::gtest)
   add_test(NAME cuda_backend_conformance COMMAND cuda_backend_conformance)
   set_tests_properties(cuda_backend_conformance PROPERTIES LABELS cuda SKIP_RETURN_CODE 77
                                                            TIMEOUT 600)
+  # The run-time cuDNN loader (part of the CUDA backend): needs no GPU, runs in CI.
+  sd35_add_test(test_cudnn_loader LABEL cuda SOURCES tests/cuda/test_cudnn_loader.cpp)
 endif()
 # The attention kernels' own test (the attention engineer's file), when present; it skips
 # each case without a device.

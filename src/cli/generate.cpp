@@ -84,11 +84,11 @@ std::string apply_backend_options(const GenerateOptions& opt, EngineOptions& eo)
   if (!opt.quiet)
     std::fprintf(stderr,
                  "sd35: CUDA device %d: %s (sm_%d%d, %d SMs), driver %d, runtime %d, "
-                 "%.2f GiB free of %.2f GiB\n",
+                 "%.2f GiB free of %.2f GiB, cuDNN %s\n",
                  info->index, info->name.c_str(), info->sm_major, info->sm_minor,
                  info->multiprocessors, info->driver_version, info->runtime_version,
                  double(info->free_bytes) / double(size_t(1) << 30),
-                 double(info->total_bytes) / double(size_t(1) << 30));
+                 double(info->total_bytes) / double(size_t(1) << 30), info->cudnn.c_str());
   return {};
 }
 

@@ -407,10 +407,10 @@ int run_golden(const GoldenOptions& opt) {
   if (backend->device() != Device::kCPU) {
     auto info = cuda_device_info(opt.device);
     if (info.ok())
-      std::printf("CUDA device %d: %s, driver %d, %.2f GiB free of %.2f GiB\n", info->index,
-                  info->name.c_str(), info->driver_version,
+      std::printf("CUDA device %d: %s, driver %d, %.2f GiB free of %.2f GiB, cuDNN %s\n",
+                  info->index, info->name.c_str(), info->driver_version,
                   double(info->free_bytes) / double(size_t(1) << 30),
-                  double(info->total_bytes) / double(size_t(1) << 30));
+                  double(info->total_bytes) / double(size_t(1) << 30), info->cudnn.c_str());
     auto memory = cuda_weight_memory(opt.device);
     if (!memory.ok()) return fail(memory.status().to_string());
     placer = std::make_unique<WeightPlacer>(std::move(memory).value());

@@ -240,6 +240,7 @@ int run(int argc, char** argv) {
                        {"sm", std::to_string(info->sm_major) + "." + std::to_string(info->sm_minor)},
                        {"driver_version", info->driver_version},
                        {"runtime_version", info->runtime_version},
+                       {"cudnn", info->cudnn},
                        {"total_gib", double(info->total_bytes) / double(1ull << 30)},
                        {"free_gib", double(info->free_bytes) / double(1ull << 30)}});
     }

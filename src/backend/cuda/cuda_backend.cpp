@@ -10,6 +10,7 @@
 #include "backend/cuda/cuda_backend_impl.h"
 #include "backend/cuda/cuda_memory.h"
 #include "backend/cuda/cuda_profiler.h"
+#include "backend/cuda/cudnn_loader.h"
 
 namespace sd35 {
 namespace {
@@ -44,6 +45,7 @@ class CudaBackend final : public Backend {
     cudaSetDevice(ctx_.device);
     profiler_.reset();                   // prints its summary while the stream still exists
     cudaStreamSynchronize(ctx_.stream);  // queued kernels may use the scratch freed below
+    ctx_.cudnn.reset();
     ctx_.lt.reset();
     ctx_.scratch.reset();
     cudaStreamDestroy(ctx_.stream);
@@ -278,6 +280,17 @@ Result<std::unique_ptr<Backend>> make_cuda_backend(int device) {
   // GELU) off, for A/B timing against our own epilogue pass.
   const char* epi = std::getenv("SD35_CUDA_LT_EPILOGUE");
   ctx.lt_epilogues = !(epi && std::string_view(epi) == "0");
+  // cuDNN for conv2d when the library loads (SD35_CUDNN_LIBRARY or libcudnn.so.9) and
+  // SD35_CUDNN is not 0. Without it conv2d stays on im2col + cuBLASLt: not an error, the
+  // reason is in cuda_device_info().cudnn.
+  if (!cuda::cudnn_disabled_by_env() && cuda::shared_cudnn() != nullptr) {
+    auto conv = cuda::CudnnConv::create(ctx.stream);
+    if (conv.ok()) {
+      ctx.cudnn = std::move(conv).value();
+    } else {
+      cuda::note_cudnn_failure(conv.status().message());
+    }
+  }
   ctx.scratch = std::make_unique<cuda::ScratchPool>(device, ctx.stream);
   return std::unique_ptr<Backend>(new CudaBackend(std::move(ctx)));
 }

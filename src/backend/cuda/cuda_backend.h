@@ -22,6 +22,9 @@ struct CudaDeviceInfo {
   size_t total_bytes = 0, free_bytes = 0;
   int driver_version = 0;  // cudaDriverGetVersion, e.g. 13000
   int runtime_version = 0;
+  // cuDNN for conv2d (loaded at run time): "9.19.0", "off (SD35_CUDNN=0)" or
+  // "unavailable: <why>" (conv2d then runs im2col + cuBLASLt).
+  std::string cudnn;
 };
 
 // True when this binary was built with CUDA support.

@@ -13,6 +13,7 @@
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_lt_matmul.h"
 #include "backend/cuda/cuda_scratch.h"
+#include "backend/cuda/cudnn_conv.h"
 
 namespace sd35::cuda {
 
@@ -27,6 +28,9 @@ struct CudaContext {
   // Which implementation the last gemm/conv2d took ("lt", "lt+epilogue", "skinny", ...), for
   // the per-op profile's labels (SD35_CUDA_PROFILE): the same shape can go several ways.
   const char* last_path = "";
+  // conv2d through cuDNN where it is exact (cudnn_conv.h); null when cuDNN is unavailable or
+  // SD35_CUDNN=0, and conv2d then runs im2col + cuBLASLt only.
+  std::unique_ptr<CudnnConv> cudnn;
 };
 
 // A view of a device tensor labelled as host memory, so that the shared argument checks of

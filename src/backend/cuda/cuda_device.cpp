@@ -8,6 +8,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_common.h"
 #include "backend/cuda/cuda_memory.h"
+#include "backend/cuda/cudnn_loader.h"
 
 namespace sd35 {
 namespace cuda {
@@ -112,6 +113,7 @@ Result<CudaDeviceInfo> cuda_device_info(int device) {
                             "cudaDriverGetVersion");
   SD35_CUDA_RETURN_IF_ERROR(cudaRuntimeGetVersion(&info.runtime_version), "cuda_device_info",
                             "cudaRuntimeGetVersion");
+  info.cudnn = cuda::cudnn_summary();
   return info;
 }
 

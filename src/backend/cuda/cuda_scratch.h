@@ -23,6 +23,7 @@ enum class ScratchSlot : int {
   kMisc,       // small staging (attention bias, ...)
   kAttnScores, // f32 scores of one query block (attention by GEMMs)
   kAttnProbs,  // their softmax in the compute dtype
+  kConvWorkspace,  // cuDNN's conv2d workspace (<= 256 MiB, cudnn_conv.cpp)
   kCount,
 };
 
