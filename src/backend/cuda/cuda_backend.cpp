@@ -263,6 +263,10 @@ Result<std::unique_ptr<Backend>> make_cuda_backend(int device) {
   // GELU) off, for A/B timing against our own epilogue pass.
   const char* epi = std::getenv("SD35_CUDA_LT_EPILOGUE");
   ctx.lt_epilogues = !(epi && std::string_view(epi) == "0");
+  // SD35_CUDA_SMALLM_GEMM=0 sends f32 x of 9..256 rows against 16-bit/fp8 weights (the text
+  // encoders) back to convert + cuBLASLt, for A/B timing of the small-M kernel.
+  const char* smallm = std::getenv("SD35_CUDA_SMALLM_GEMM");
+  ctx.smallm_gemm = !(smallm && std::string_view(smallm) == "0");
   ctx.scratch = std::make_unique<cuda::ScratchPool>(device, ctx.stream);
   return std::unique_ptr<Backend>(new CudaBackend(std::move(ctx)));
 }

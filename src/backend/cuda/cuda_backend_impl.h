@@ -24,6 +24,7 @@ struct CudaContext {
   std::unique_ptr<ScratchPool> scratch;
   std::unique_ptr<LtGemm> lt;
   bool lt_epilogues = true;  // try cuBLASLt's bias-in-place and GELU epilogues first
+  bool smallm_gemm = true;   // f32 x of 9..256 rows vs 16-bit/fp8 weights: launch_smallm_gemm
 };
 
 // A view of a device tensor labelled as host memory, so that the shared argument checks of

@@ -171,7 +171,9 @@ Status gemm_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor*
   for (int d = 0; d < g.outer_dims; ++d) outer *= x.size(d);
 
   // f32 x of a few rows against 16-bit/fp8 weights (adaLN, embedders): one pass over the
-  // weights in place instead of converting all of them to f32 for cuBLASLt.
+  // weights in place instead of converting all of them to f32 for cuBLASLt. Up to
+  // kSmallMMaxRows rows (the text encoders' 77 / 154 tokens) the small-M kernel does the same
+  // with register tiles (off with SD35_CUDA_SMALLM_GEMM=0; dispatch: smallm_gemm_supported).
   if (compute == DType::kF32 && w.dtype() != DType::kF32 && outer == 1 && !per_row) {
     SkinnyGemmArgs sk;
     sk.x = static_cast<const float*>(x.data());
@@ -181,6 +183,7 @@ Status gemm_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor*
     sk.act = p.activation, sk.accumulate = p.accumulate;
     sk.y = y.data(), sk.y_dtype = y.dtype(), sk.ldy = g.rows == 1 ? n : g.sy;
     if (skinny_gemm_supported(sk)) return launch_skinny_gemm(sk, ctx.stream);
+    if (ctx.smallm_gemm && smallm_gemm_supported(sk)) return launch_smallm_gemm(sk, ctx.stream);
   }
 
   const bool convert = w.dtype() != compute;
