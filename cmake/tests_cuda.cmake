@@ -14,6 +14,8 @@ if(SD35_CUDA_ENABLED)
   add_test(NAME cuda_backend_conformance COMMAND cuda_backend_conformance)
   set_tests_properties(cuda_backend_conformance PROPERTIES LABELS cuda SKIP_RETURN_CODE 77
                                                            TIMEOUT 600)
+  # Host-side GEMM dispatch conditions: no device needed.
+  sd35_add_test(test_cuda_gemm_dispatch LABEL cuda SOURCES tests/cuda/test_cuda_gemm_dispatch.cpp)
 endif()
 # The attention kernels' own test (the attention engineer's file), when present; it skips
 # each case without a device.
