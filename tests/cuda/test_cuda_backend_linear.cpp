@@ -139,8 +139,9 @@ TEST(CudaGemm, FusedEpiloguesAtAlignedSizes) {
 
 TEST(CudaGemm, SkinnyF32RowsAgainstStoredWeights) {
   // f32 x with 1..8 rows against 16-bit / fp8 weights takes the skinny kernel (k a multiple
-  // of 16 for fp8, 8 for 16-bit); 9 rows, k = 45 and a 3-D x with two row groups take the
-  // cuBLASLt path. Tolerance: gemm_tol's f32 bound (f32 FMA in another order).
+  // of 16 for fp8, 8 for 16-bit); 9 rows take the small-M kernel, k = 45 and a 3-D x with
+  // two row groups the cuBLASLt path. Tolerance: gemm_tol's f32 bound (f32 FMA in another
+  // order).
   const DType weights[] = {DType::kBF16, DType::kF16, DType::kF8E4M3FN, DType::kF8E5M2};
   uint32_t seed = 1300;
   for (DType wt : weights) {
