@@ -129,7 +129,7 @@ struct SkinnyGemmArgs {
 bool skinny_gemm_supported(const SkinnyGemmArgs& a);
 Status launch_skinny_gemm(const SkinnyGemmArgs& a, cudaStream_t stream);
 
-// Small-M GEMM (cuda_smallm_gemm.cu) for f32 x of up to kSmallMMaxRows rows (the text
+// Small-M GEMM (cuda_smallm_gemm.cuh/.cu) for f32 x of up to kSmallMMaxRows rows (the text
 // encoders' 77 / 154 tokens) against 16-bit or fp8 weights read in place, with the skinny
 // kernel's arguments and epilogue: register-tiled f32 FFMA (no TF32) over 32×128 tiles of y,
 // weights decoded to f32 as they are staged into shared memory. Needs 16-byte weight rows
