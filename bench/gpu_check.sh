@@ -127,6 +127,7 @@ rows = [
     ("speed-up vs PyTorch eager", fmt(ratio, "%.2fx")),
     ("MMDiT fwd, Lt epilogues off", fmt(num(ab, "mmdit_forward_ms"), "%.1f ms (A/B, same run)")),
     ("MMDiT fwd, 128-key attention", fmt(num(fk, "mmdit_forward_ms"), "%.1f ms (A/B, same run)")),
+    ("text encode, small-M GEMM off", fmt(num(ab, "text_encode_s"), "%.3f s (A/B, same run)")),
     ("CUDA graphs: per step", fmt(num(cg, "step_s"), "%.4f s") +
      " (%s replays)" % cg.get("graph_replays", "?")),
     ("CUDA graphs: total", fmt(num(cg, "total_s"), "%.3f s")),
@@ -313,11 +314,15 @@ last_json "$work/bench_generate.log" >"$work/bench_generate.json"
 
 # ---- e2. A/B: the same MMDiT forward with cuBLASLt's fused epilogues off ------------------------
 # (SD35_CUDA_LT_EPILOGUE=0: bias/GELU through our own epilogue pass, the behaviour before
-# the fused epilogues), one step only, for the table's A/B row.
-run_step epilogue-ab 150 env SD35_CUDA_LT_EPILOGUE=0 "$bin/bench_generate" "$ckpt" \
+# the fused epilogues), one step only, for the table's A/B row. The same run has the small-M
+# GEMM off (SD35_CUDA_SMALLM_GEMM=0: the text encoders' f32 GEMMs convert the weights and run
+# cuBLASLt): it only takes f32 inputs, so the bf16 MMDiT forwards are unaffected, and the
+# timed generation after one warm-up gives the text-encode A/B row.
+run_step epilogue-ab 150 env SD35_CUDA_LT_EPILOGUE=0 SD35_CUDA_SMALLM_GEMM=0 \
+  "$bin/bench_generate" "$ckpt" \
   "$te/clip_l.safetensors" "$te/clip_g.safetensors" "$te/t5xxl_fp8_e4m3fn_scaled.safetensors" \
   --backend cuda --width 1024 --height 1024 --steps 1 --sampler dpmpp_2m --scheduler sgm_uniform \
-  --cfg 4.5 --compute bf16 --text-device gpu --warmup 0 --mmdit-iters 10
+  --cfg 4.5 --compute bf16 --text-device gpu --warmup 1 --mmdit-iters 10
 last_json "$work/epilogue-ab.log" >"$work/epilogue_ab.json"
 
 # ---- e5. A/B: the same MMDiT forward with 128-key attention tiles --------------------------------

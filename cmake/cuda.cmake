@@ -96,6 +96,7 @@ set(SD35_CUDA_SOURCES
   src/backend/cuda/cuda_norm.cu
   src/backend/cuda/cuda_norm_modulate.cu
   src/backend/cuda/cuda_linear_kernels.cu
+  src/backend/cuda/cuda_smallm_gemm.cu
 )
 # The attention kernels (another engineer's files; see src/backend/cuda/attention.h).
 list(APPEND SD35_CUDA_SOURCES

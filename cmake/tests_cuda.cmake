@@ -17,6 +17,12 @@ if(SD35_CUDA_ENABLED)
                                                            TIMEOUT 600)
   # The run-time cuDNN loader (part of the CUDA backend): needs no GPU, runs in CI.
   sd35_add_test(test_cudnn_loader LABEL cuda SOURCES tests/cuda/test_cudnn_loader.cpp)
+  # Host-side GEMM dispatch conditions: no device needed.
+  sd35_add_test(test_cuda_gemm_dispatch LABEL cuda SOURCES tests/cuda/test_cuda_gemm_dispatch.cpp)
+  # The small-M GEMM kernel's device code run on the CPU (std::threads): no device needed.
+  sd35_add_test(test_cuda_smallm_emulated LABEL cuda
+                SOURCES tests/cuda/test_cuda_smallm_emulated.cpp)
+  target_compile_options(test_cuda_smallm_emulated PRIVATE -Wno-unknown-pragmas)  # #pragma unroll
 endif()
 # The attention kernels' own test (the attention engineer's file), when present; it skips
 # each case without a device.

@@ -139,8 +139,9 @@ TEST(CudaGemm, FusedEpiloguesAtAlignedSizes) {
 
 TEST(CudaGemm, SkinnyF32RowsAgainstStoredWeights) {
   // f32 x with 1..8 rows against 16-bit / fp8 weights takes the skinny kernel (k a multiple
-  // of 16 for fp8, 8 for 16-bit); 9 rows, k = 45 and a 3-D x with two row groups take the
-  // cuBLASLt path. Tolerance: gemm_tol's f32 bound (f32 FMA in another order).
+  // of 16 for fp8, 8 for 16-bit); 9 rows take the small-M kernel, k = 45 and a 3-D x with
+  // two row groups the cuBLASLt path. Tolerance: gemm_tol's f32 bound (f32 FMA in another
+  // order).
   const DType weights[] = {DType::kBF16, DType::kF16, DType::kF8E4M3FN, DType::kF8E5M2};
   uint32_t seed = 1300;
   for (DType wt : weights) {
@@ -159,6 +160,65 @@ TEST(CudaGemm, SkinnyF32RowsAgainstStoredWeights) {
     GemmCase y16{{2, 64}, 96, DType::kF32, wt, DType::kBF16, int(DType::kF32)};
     run_gemm(y16, seed += 10);
   }
+}
+
+TEST(CudaGemm, SmallMF32RowsAgainstStoredWeights) {
+  // f32 x of 9..256 rows against 16-bit / fp8 weights takes the small-M kernel
+  // (cuda_smallm_gemm.cu: 32×128 tiles of y, k tiles of 32) when K·es is a multiple of 16:
+  // rows 9, 77, 154, 200 and 256 are ragged against the 32-row tiles or fill them, N = 130, 200,
+  // 300 against the 128-column tiles, K = 48, 80, 208 end inside a k tile; 257 rows, and
+  // K = 45 (rows of 90 or 45 bytes), take the convert + cuBLASLt path.
+  // Tolerance: gemm_tol's f32 bound (atol 1e-5·s, rtol 1e-5; s = sqrt(K)·0.5, about 3× the
+  // typical |dot| of these fills). Every weight converts exactly to f32 and the kernel
+  // accumulates with f32 FMA in k order where the reference sums in f64, so the difference is
+  // the f32 rounding of a K-term sum: σ ≈ 2^-24·sqrt(K/6)·|dot| as a random walk, under
+  // 1e-6·s at K = 10240, so the bound is > 10σ even over the 8e5 outputs of a T5 case. A
+  // 16-bit y adds its one rounding (gemm_tol's rtol).
+  const DType weights[] = {DType::kBF16, DType::kF16, DType::kF8E4M3FN, DType::kF8E5M2};
+  const int biases[] = {-1, int(DType::kF32), int(DType::kBF16), int(DType::kF16)};
+  const Activation acts[] = {Activation::kNone, Activation::kGeluTanh, Activation::kGeluErf,
+                             Activation::kQuickGelu, Activation::kSilu};
+  struct Shp {
+    Shape x;
+    int64_t n;
+  };
+  const Shp shapes[] = {{{9, 64}, 200},       {{77, 208}, 130}, {{1, 77, 80}, 96},
+                        {{154, 48}, 64},      {{200, 80}, 300}, {{256, 32}, 129},
+                        {{257, 32}, 40},      {{77, 45}, 33}};
+  uint32_t seed = 1700;
+  for (DType wt : weights) {
+    int i = 0;
+    for (const Shp& sh : shapes) {
+      GemmCase c{sh.x, sh.n, DType::kF32, wt, DType::kF32, biases[i++ % 4]};
+      run_gemm(c, seed += 10);
+    }
+    for (Activation act : acts) {
+      GemmCase c{{77, 96}, 70, DType::kF32, wt, DType::kF32, int(DType::kF16), act};
+      run_gemm(c, seed += 10);
+    }
+    // Accumulate into a row-padded y from a row-padded (strided) x.
+    GemmCase acc{{77, 64}, 64, DType::kF32, wt, DType::kF32, int(DType::kBF16),
+                 Activation::kGeluErf, true, 3, 5};
+    run_gemm(acc, seed += 10);
+    GemmCase strided{{200, 48}, 50, DType::kF32, wt, DType::kF32, -1, Activation::kNone, false, 7};
+    run_gemm(strided, seed += 10);
+    for (DType yt : {DType::kBF16, DType::kF16}) {
+      GemmCase y16{{154, 64}, 96, DType::kF32, wt, yt, int(DType::kF32), Activation::kQuickGelu};
+      run_gemm(y16, seed += 10);
+    }
+  }
+  // The text encoders' shapes: CLIP-L q/k/v/o (f16), CLIP-G fc1 (f16), T5-XXL attention,
+  // fc1 and fc2 (fp8 e4m3), 77 tokens.
+  const GemmCase text[] = {
+      {{1, 77, 768}, 768, DType::kF32, DType::kF16, DType::kF32, int(DType::kF16)},
+      {{1, 77, 1280}, 5120, DType::kF32, DType::kF16, DType::kF32, int(DType::kF16),
+       Activation::kGeluErf},
+      {{1, 77, 4096}, 4096, DType::kF32, DType::kF8E4M3FN, DType::kF32},
+      {{77, 4096}, 10240, DType::kF32, DType::kF8E4M3FN, DType::kF32, -1, Activation::kGeluTanh},
+      {{77, 10240}, 4096, DType::kF32, DType::kF8E4M3FN, DType::kF32, -1, Activation::kNone,
+       true},
+  };
+  for (const GemmCase& c : text) run_gemm(c, seed += 10);
 }
 
 TEST(CudaGemm, OddSizesAndLayouts) {

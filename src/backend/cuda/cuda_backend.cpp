@@ -220,7 +220,10 @@ class CudaBackend final : public Backend {
     SD35_RETURN_IF_ERROR(select());
     cuda::ProfileScope ps(profiler_.get(),
                           [&] { return "conv2d x " + x.describe() + " w " + w.describe(); });
-    return cuda::conv2d_op(ctx_, x, w, bias, y, p);
+    ctx_.last_path = "";
+    Status st = cuda::conv2d_op(ctx_, x, w, bias, y, p);
+    ps.note(ctx_.last_path);
+    return st;
   }
   Status upsample_nearest2x(const Tensor& x, const Tensor& y) override {
     SD35_RETURN_IF_ERROR(select());
@@ -291,6 +294,10 @@ Result<std::unique_ptr<Backend>> make_cuda_backend(int device) {
       cuda::note_cudnn_failure(conv.status().message());
     }
   }
+  // SD35_CUDA_SMALLM_GEMM=0 sends f32 x of 9..256 rows against 16-bit/fp8 weights (the text
+  // encoders) back to convert + cuBLASLt, for A/B timing of the small-M kernel.
+  const char* smallm = std::getenv("SD35_CUDA_SMALLM_GEMM");
+  ctx.smallm_gemm = !(smallm && std::string_view(smallm) == "0");
   ctx.scratch = std::make_unique<cuda::ScratchPool>(device, ctx.stream);
   return std::unique_ptr<Backend>(new CudaBackend(std::move(ctx)));
 }

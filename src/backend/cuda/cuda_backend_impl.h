@@ -25,6 +25,7 @@ struct CudaContext {
   std::unique_ptr<ScratchPool> scratch;
   std::unique_ptr<LtGemm> lt;
   bool lt_epilogues = true;  // try cuBLASLt's bias-in-place and GELU epilogues first
+  bool smallm_gemm = true;   // f32 x of 9..256 rows vs 16-bit/fp8 weights: launch_smallm_gemm
   // Which implementation the last gemm/conv2d took ("lt", "lt+epilogue", "skinny", ...), for
   // the per-op profile's labels (SD35_CUDA_PROFILE): the same shape can go several ways.
   const char* last_path = "";

@@ -34,7 +34,11 @@ Status conv2d_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tenso
   // cuDNN first, where it computes exactly this (cudnn_conv.h); the rest runs below.
   bool done = false;
   SD35_RETURN_IF_ERROR(cudnn_conv2d(ctx, x, w, bias, y, p, &done));
-  if (done) return ok_status();
+  if (done) {
+    ctx.last_path = "cudnn";
+    return ok_status();
+  }
+  ctx.last_path = "im2col";
   const DType compute = x.dtype();
   const int64_t csize = int64_t(dtype_size(compute));
   const int64_t ck = c * kh * kw;

@@ -175,7 +175,9 @@ Status gemm_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor*
   for (int d = 0; d < g.outer_dims; ++d) outer *= x.size(d);
 
   // f32 x of a few rows against 16-bit/fp8 weights (adaLN, embedders): one pass over the
-  // weights in place instead of converting all of them to f32 for cuBLASLt.
+  // weights in place instead of converting all of them to f32 for cuBLASLt. Up to
+  // kSmallMMaxRows rows (the text encoders' 77 / 154 tokens) the small-M kernel does the same
+  // with register tiles (off with SD35_CUDA_SMALLM_GEMM=0; dispatch: smallm_gemm_supported).
   if (compute == DType::kF32 && w.dtype() != DType::kF32 && outer == 1 && !per_row) {
     SkinnyGemmArgs sk;
     sk.x = static_cast<const float*>(x.data());
@@ -187,6 +189,10 @@ Status gemm_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor*
     if (skinny_gemm_supported(sk)) {
       ctx.last_path = "skinny";
       return launch_skinny_gemm(sk, ctx.stream);
+    }
+    if (ctx.smallm_gemm && smallm_gemm_supported(sk)) {
+      ctx.last_path = "small-m";
+      return launch_smallm_gemm(sk, ctx.stream);
     }
   }
 

@@ -130,6 +130,16 @@ struct SkinnyGemmArgs {
 bool skinny_gemm_supported(const SkinnyGemmArgs& a);
 Status launch_skinny_gemm(const SkinnyGemmArgs& a, cudaStream_t stream);
 
+// Small-M GEMM (cuda_smallm_gemm.cuh/.cu) for f32 x of up to kSmallMMaxRows rows (the text
+// encoders' 77 / 154 tokens) against 16-bit or fp8 weights read in place, with the skinny
+// kernel's arguments and epilogue: register-tiled f32 FFMA (no TF32) over 32×128 tiles of y,
+// weights decoded to f32 as they are staged into shared memory. Needs 16-byte weight rows
+// (k·es a multiple of 16, w 16-byte aligned); x and y at any row stride.
+inline constexpr int64_t kSmallMMaxRows = 256;
+// Whether launch_smallm_gemm takes these arguments (dtype, alignment, k, m).
+bool smallm_gemm_supported(const SkinnyGemmArgs& a);
+Status launch_smallm_gemm(const SkinnyGemmArgs& a, cudaStream_t stream);
+
 struct Im2colArgs {
   const void* x = nullptr;  // one sample [C, H, W] with strides xs_c, xs_h, xs_w
   DType x_dtype = DType::kF32;
