@@ -23,6 +23,9 @@ if(SD35_CUDA_ENABLED)
   sd35_add_test(test_cuda_smallm_emulated LABEL cuda
                 SOURCES tests/cuda/test_cuda_smallm_emulated.cpp)
   target_compile_options(test_cuda_smallm_emulated PRIVATE -Wno-unknown-pragmas)  # #pragma unroll
+  # The flash attention kernel's device code run on the CPU (every FlashConfig): no device needed.
+  sd35_add_test(test_cuda_flash_emulated LABEL cuda SOURCES tests/cuda/test_cuda_flash_emulated.cpp)
+  target_compile_options(test_cuda_flash_emulated PRIVATE -Wno-unknown-pragmas -Wno-attributes)
 endif()
 # The attention kernels' own test (the attention engineer's file), when present; it skips
 # each case without a device.

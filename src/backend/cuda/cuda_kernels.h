@@ -105,6 +105,18 @@ Status launch_gemm_epilogue(const float* acc, int64_t ld_acc, const void* bias, 
                             Activation act, bool accumulate, void* y, DType y_dtype, int64_t ld_y,
                             int64_t rows, int64_t cols, cudaStream_t stream);
 
+// Bytes per weight element of the dtypes the skinny and small-M kernels decode in place
+// (bf16, f16: 2; fp8 e4m3fn / e5m2: 1); 0 for any other dtype.
+inline int in_place_weight_bytes(DType t) {
+  switch (t) {
+    case DType::kBF16:
+    case DType::kF16: return 2;
+    case DType::kF8E4M3FN:
+    case DType::kF8E5M2: return 1;
+    default: return 0;
+  }
+}
+
 // Skinny GEMM for f32 x with few rows (the MMDiT's adaLN and embedders: [B, K] with B = 1..2
 // per condition batch) against 16-bit or fp8 weights read in place: one warp per output
 // column streams its weight row once in 16-byte vectors (k must be a multiple of the

@@ -170,14 +170,8 @@ Status launch_conv_epilogue(const float* acc, const float* bias, void* y, DType 
 }
 
 bool skinny_gemm_supported(const SkinnyGemmArgs& a) {
-  int es = 0;
-  switch (a.w_dtype) {
-    case DType::kBF16:
-    case DType::kF16: es = 2; break;
-    case DType::kF8E4M3FN:
-    case DType::kF8E5M2: es = 1; break;
-    default: return false;
-  }
+  const int es = in_place_weight_bytes(a.w_dtype);
+  if (es == 0) return false;
   return a.m >= 1 && a.m <= kSkinnyMaxRows && a.k > 0 && (a.k * es) % 16 == 0 &&
          alignment_of(a.w) >= 16 && a.n <= int64_t(0x7FFFFFFF) * 8;
 }

@@ -10,14 +10,8 @@ using smallm::kThreads;
 using smallm::smallm_gemm_kernel;
 
 bool smallm_gemm_supported(const SkinnyGemmArgs& a) {
-  int es = 0;
-  switch (a.w_dtype) {
-    case DType::kBF16:
-    case DType::kF16: es = 2; break;
-    case DType::kF8E4M3FN:
-    case DType::kF8E5M2: es = 1; break;
-    default: return false;
-  }
+  const int es = in_place_weight_bytes(a.w_dtype);
+  if (es == 0) return false;
   return a.x != nullptr && a.y != nullptr && a.m >= 1 && a.m <= kSmallMMaxRows && a.k > 0 &&
          (a.k * es) % 16 == 0 && alignment_of(a.w) >= 16 && a.ldx >= a.k && a.ldy >= a.n &&
          a.n <= int64_t(65535) * kBN;  // column tiles along grid.y
