@@ -26,6 +26,11 @@ if(SD35_CUDA_ENABLED)
   # The flash attention kernel's device code run on the CPU (every FlashConfig): no device needed.
   sd35_add_test(test_cuda_flash_emulated LABEL cuda SOURCES tests/cuda/test_cuda_flash_emulated.cpp)
   target_compile_options(test_cuda_flash_emulated PRIVATE -Wno-unknown-pragmas -Wno-attributes)
+  # The norm, fused LayerNorm + modulate and skinny GEMM kernels run on the CPU.
+  sd35_add_test(test_cuda_kernels_emulated LABEL cuda
+                SOURCES tests/cuda/test_cuda_kernels_emulated.cpp)
+  target_compile_options(test_cuda_kernels_emulated PRIVATE -Wno-unknown-pragmas -Wno-attributes
+                                                            -Wno-unused-function)
 endif()
 # The attention kernels' own test (the attention engineer's file), when present; it skips
 # each case without a device.

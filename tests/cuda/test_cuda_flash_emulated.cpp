@@ -13,50 +13,17 @@
 // hardware's exact rounding inside mma (summed here in f64, then rounded to f32) and ex2.approx.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <barrier>
 #include <cmath>
 #include <cstring>
 #include <string>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
 #include "core/float_convert.h"
-
-namespace emu {
-struct Warp {
-  std::barrier<> bar{32};
-  uint32_t u32[32][6];
-  float f32[32];
-};
-thread_local uint3 thread_idx, block_idx;
-thread_local int warp_id = 0, lane_id = 0;
-std::barrier<>* cta_barrier = nullptr;
-Warp* warps = nullptr;       // the current CTA's warps
-uint8_t* smem_base = nullptr;  // the current CTA's shared memory
-inline Warp& warp() { return warps[warp_id]; }
-}  // namespace emu
-
-#define threadIdx emu::thread_idx
-#define blockIdx emu::block_idx
-inline void __syncthreads() { emu::cta_barrier->arrive_and_wait(); }
-inline void __trap() { std::abort(); }
-#undef __launch_bounds__
-#define __launch_bounds__(threads, blocks)
-
-// shfl.sync.bfly over the full warp: every lane publishes, then reads lane ^ mask.
-inline float __shfl_xor_sync(unsigned, float v, int mask) {
-  emu::Warp& w = emu::warp();
-  w.f32[emu::lane_id] = v;
-  w.bar.arrive_and_wait();
-  const float r = w.f32[emu::lane_id ^ mask];
-  w.bar.arrive_and_wait();
-  return r;
-}
+#include "cuda_emulation.h"
 
 namespace sd35::cuda::detail::flash {
 
@@ -164,26 +131,10 @@ namespace {
 
 template <typename T, int kWarps, int kMT, int kBN, bool kQInRegs>
 void run_ctas(const flash::FlashParams<T>& p, int heads, int batch) {
-  constexpr int kBM = kWarps * 16 * kMT;
-  std::vector<uint8_t> smem(size_t(kBM + 4 * kBN) * flash::kD * 2 + 128);
-  uint8_t* base = smem.data() + (128 - reinterpret_cast<uintptr_t>(smem.data()) % 128) % 128;
-  for (int b = 0; b < batch; ++b)
-    for (int h = 0; h < heads; ++h)
-      for (int bx = 0; bx * kBM < p.lq; ++bx) {
-        std::vector<emu::Warp> warps(kWarps);
-        std::barrier<> cta(kWarps * 32);
-        emu::warps = warps.data(), emu::cta_barrier = &cta, emu::smem_base = base;
-        std::memset(base, 0xA5, size_t(kBM + 4 * kBN) * flash::kD * 2);  // stale garbage
-        std::vector<std::thread> threads;
-        for (unsigned t = 0; t < unsigned(kWarps * 32); ++t)
-          threads.emplace_back([&p, t, bx, h, b] {
-            emu::thread_idx = {t, 0, 0};
-            emu::block_idx = {unsigned(bx), unsigned(h), unsigned(b)};
-            emu::warp_id = int(t / 32), emu::lane_id = int(t % 32);
-            flash::flash_d64_kernel<T, kWarps, kMT, kBN, kQInRegs>(p);
-          });
-        for (std::thread& th : threads) th.join();
-      }
+  constexpr int kBM = kWarps * 16 * kMT;  // launch_typed's grid and dynamic shared memory
+  const dim3 grid(unsigned((p.lq + kBM - 1) / kBM), unsigned(heads), unsigned(batch));
+  emu::launch(grid, kWarps * 32, size_t(kBM + 4 * kBN) * flash::kD * 2,
+              [&p] { flash::flash_d64_kernel<T, kWarps, kMT, kBN, kQInRegs>(p); });
 }
 
 // Each FlashConfig's kernel, instantiated as attention_flash.cu's launch_config does.

@@ -18,57 +18,24 @@
 #include <thread>
 #include <vector>
 
-// Device intrinsics and built-ins the kernel uses, for a host compiler.
-inline float __uint_as_float(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-inline uint32_t __float_as_uint(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-namespace emu {
-thread_local uint3 thread_idx, block_idx;
-std::barrier<>* cta_barrier = nullptr;
-}  // namespace emu
-#define threadIdx emu::thread_idx
-#define blockIdx emu::block_idx
-inline void __syncthreads() { emu::cta_barrier->arrive_and_wait(); }
-#undef __shared__
-#define __shared__ static  // one CTA at a time: the statics are that CTA's shared memory
-#undef __launch_bounds__
-#define __launch_bounds__(threads, blocks)
+#include "cuda_emulation.h"
 
 #include "backend/cuda/cuda_smallm_gemm.cuh"
 
 namespace sd35::cuda {
 namespace {
 
-void emulate(const SkinnyGemmArgs& a) {
-  const unsigned row_tiles = unsigned((a.m + smallm::kBM - 1) / smallm::kBM);
-  const unsigned col_tiles = unsigned((a.n + smallm::kBN - 1) / smallm::kBN);
-  for (unsigned by = 0; by < col_tiles; ++by) {
-    for (unsigned bx = 0; bx < row_tiles; ++bx) {
-      std::barrier<> bar(smallm::kThreads);
-      emu::cta_barrier = &bar;
-      std::vector<std::thread> threads;
-      for (unsigned t = 0; t < unsigned(smallm::kThreads); ++t) {
-        threads.emplace_back([&a, t, bx, by] {
-          emu::thread_idx = {t, 0, 0};
-          emu::block_idx = {bx, by, 0};
-          switch (a.w_dtype) {
-            case DType::kBF16: smallm::smallm_gemm_kernel<DType::kBF16>(a); break;
-            case DType::kF16: smallm::smallm_gemm_kernel<DType::kF16>(a); break;
-            case DType::kF8E4M3FN: smallm::smallm_gemm_kernel<DType::kF8E4M3FN>(a); break;
-            default: smallm::smallm_gemm_kernel<DType::kF8E5M2>(a); break;
-          }
-        });
-      }
-      for (std::thread& th : threads) th.join();
+void emulate(const SkinnyGemmArgs& a) {  // launch_smallm_gemm's grid
+  const dim3 grid(unsigned((a.m + smallm::kBM - 1) / smallm::kBM),
+                  unsigned((a.n + smallm::kBN - 1) / smallm::kBN));
+  emu::launch(grid, smallm::kThreads, 0, [&a] {
+    switch (a.w_dtype) {
+      case DType::kBF16: smallm::smallm_gemm_kernel<DType::kBF16>(a); break;
+      case DType::kF16: smallm::smallm_gemm_kernel<DType::kF16>(a); break;
+      case DType::kF8E4M3FN: smallm::smallm_gemm_kernel<DType::kF8E4M3FN>(a); break;
+      default: smallm::smallm_gemm_kernel<DType::kF8E5M2>(a); break;
     }
-  }
+  });
 }
 
 struct Case {

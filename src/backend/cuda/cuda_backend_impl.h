@@ -11,6 +11,8 @@
 #include "backend/backend.h"
 #include "backend/cuda/attention.h"
 #include "backend/cuda/cuda_common.h"
+#include "backend/cuda/cuda_kernels.h"
+#include "backend/cuda/cuda_norm_modulate.h"
 #include "backend/cuda/cuda_lt_matmul.h"
 #include "backend/cuda/cuda_scratch.h"
 #include "backend/cuda/cudnn_conv.h"
@@ -83,6 +85,12 @@ Status attention_op(CudaContext& ctx, const Tensor& q, const Tensor& k, const Te
 Status gather_rows_op(CudaContext& ctx, const Tensor& table, const Tensor& ids, const Tensor& out);
 Status row_op(CudaContext& ctx, RowKind kind, const Tensor& x, const Tensor* weight,
               const Tensor* bias, float eps, const Tensor& y);
+// The kernel arguments row_op / layer_norm_modulate_op build from validated tensors (also
+// used by the kernels' CPU emulation test, so it runs them on exactly what the ops pass).
+RowArgs row_args(RowOp op, const Tensor& x, const Tensor* weight, const Tensor* bias, float eps,
+                 const Tensor& y);
+LayerNormModulateArgs layer_norm_modulate_args(const Tensor& x, const Tensor& shift,
+                                               const Tensor& scale, float eps, const Tensor& y);
 // silu: then SiLU on the value rounded to y's dtype, in the same pass (Backend::group_norm_silu).
 Status group_norm_op(CudaContext& ctx, const Tensor& x, int groups, const Tensor* weight,
                      const Tensor* bias, float eps, const Tensor& y, bool silu);

@@ -155,22 +155,29 @@ Status gather_rows_op(CudaContext& ctx, const Tensor& table, const Tensor& ids, 
 
 Status row_op(CudaContext& ctx, RowKind kind, const Tensor& x, const Tensor* weight,
               const Tensor* bias, float eps, const Tensor& y) {
-  RowArgs a;
+  RowOp op = RowOp::kLayerNorm;
   switch (kind) {
     case RowKind::kLayerNorm:
       SD35_RETURN_IF_ERROR(validate::layer_norm(Device::kCUDA, x, weight, bias, eps, y));
-      a.op = RowOp::kLayerNorm;
+      op = RowOp::kLayerNorm;
       break;
     case RowKind::kRmsNorm:
       SD35_RETURN_IF_ERROR(validate::rms_norm(Device::kCUDA, x, weight, eps, y));
-      a.op = RowOp::kRmsNorm;
+      op = RowOp::kRmsNorm;
       break;
     case RowKind::kSoftmax:
       SD35_RETURN_IF_ERROR(validate::softmax(Device::kCUDA, x, y));
-      a.op = RowOp::kSoftmax;
+      op = RowOp::kSoftmax;
       break;
   }
   if (x.numel() == 0) return ok_status();
+  return launch_row_op(row_args(op, x, weight, bias, eps, y), ctx.stream);
+}
+
+RowArgs row_args(RowOp op, const Tensor& x, const Tensor* weight, const Tensor* bias, float eps,
+                 const Tensor& y) {
+  RowArgs a;
+  a.op = op;
   a.x = x.data(), a.y = y.data(), a.x_dtype = x.dtype(), a.y_dtype = y.dtype();
   if (weight) a.weight = weight->data(), a.weight_dtype = weight->dtype();
   if (bias) a.bias = bias->data(), a.bias_dtype = bias->dtype();
@@ -183,7 +190,7 @@ Status row_op(CudaContext& ctx, RowKind kind, const Tensor& x, const Tensor* wei
   }
   const Shape* s[2] = {&ys, &xs};
   a.row_layout = make_layout(lead, s, 2);
-  return launch_row_op(a, ctx.stream);
+  return a;
 }
 
 Status group_norm_op(CudaContext& ctx, const Tensor& x, int groups, const Tensor* weight,
@@ -237,6 +244,12 @@ Status layer_norm_modulate_op(CudaContext& ctx, const Tensor& x, const Tensor& s
                               const Tensor& scale, float eps, const Tensor& y) {
   SD35_RETURN_IF_ERROR(validate::layer_norm_modulate(Device::kCUDA, x, shift, scale, eps, y));
   if (x.numel() == 0) return ok_status();
+  return launch_layer_norm_modulate(layer_norm_modulate_args(x, shift, scale, eps, y),
+                                    ctx.stream);
+}
+
+LayerNormModulateArgs layer_norm_modulate_args(const Tensor& x, const Tensor& shift,
+                                               const Tensor& scale, float eps, const Tensor& y) {
   // Validated: [B, L, D] with dense rows, [B, D] parameters with dense rows; the kernel
   // addresses row (b, l) through the batch and row strides, so any such layout works.
   LayerNormModulateArgs a;
@@ -245,7 +258,7 @@ Status layer_norm_modulate_op(CudaContext& ctx, const Tensor& x, const Tensor& s
   a.shift = static_cast<const float*>(shift.data()), a.shift_bs = shift.stride(0);
   a.scale = static_cast<const float*>(scale.data()), a.scale_bs = scale.stride(0);
   a.batch = x.size(0), a.len = x.size(1), a.cols = x.size(2), a.eps = eps;
-  return launch_layer_norm_modulate(a, ctx.stream);
+  return a;
 }
 
 Status binary_op(CudaContext& ctx, const Tensor& a, const Tensor& b, const Tensor& y, bool is_mul) {

@@ -132,6 +132,7 @@ __global__ void skinny_gemm_kernel(SkinnyGemmArgs a) {
 
 }  // namespace
 
+#ifndef SD35_CUDA_DEVICE_CODE_ONLY  // the launchers; tests/cuda/cuda_emulation.h runs the kernels
 Status launch_matmul_fallback(const LtMatmul& mm, cudaStream_t stream) {
   if (mm.m == 0 || mm.n == 0) return ok_status();
   const dim3 block(32, 8);
@@ -191,5 +192,7 @@ Status launch_skinny_gemm(const SkinnyGemmArgs& a, cudaStream_t stream) {
   }
   return launch_status("gemm (skinny kernel)");
 }
+
+#endif  // SD35_CUDA_DEVICE_CODE_ONLY
 
 }  // namespace sd35::cuda

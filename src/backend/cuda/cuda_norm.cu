@@ -193,9 +193,12 @@ int vec_threads_per_row(const RowArgs& a) {
   return int(tpr);
 }
 
+constexpr int kVecThreads = 256;  // threads per block of row_norm_vec_kernel
+
+#ifndef SD35_CUDA_DEVICE_CODE_ONLY  // the launchers; tests/cuda/cuda_emulation.h runs the kernels
 template <int kEs>
 void launch_row_norm_vec(const RowArgs& a, int tpr, cudaStream_t stream) {
-  constexpr int kThreads = 256;
+  constexpr int kThreads = kVecThreads;
   const int64_t blocks = (a.rows * tpr + kThreads - 1) / kThreads;
   switch (tpr) {
     case 1: row_norm_vec_kernel<1, kEs><<<unsigned(blocks), kThreads, 0, stream>>>(a); break;
@@ -206,6 +209,7 @@ void launch_row_norm_vec(const RowArgs& a, int tpr, cudaStream_t stream) {
     default: row_norm_vec_kernel<32, kEs><<<unsigned(blocks), kThreads, 0, stream>>>(a); break;
   }
 }
+#endif  // SD35_CUDA_DEVICE_CODE_ONLY
 
 constexpr int64_t kGroupChunk = 8192;  // elements per partial-sum block
 
@@ -284,6 +288,7 @@ int64_t group_chunks(const GroupNormArgs& a) {
 
 }  // namespace
 
+#ifndef SD35_CUDA_DEVICE_CODE_ONLY
 Status launch_row_op(const RowArgs& a, cudaStream_t stream) {
   if (a.rows == 0 || a.cols == 0) return ok_status();
   if (a.rows > 0x7FFFFFFF) return unsupported("row op: more than 2^31 rows");
@@ -333,5 +338,7 @@ Status launch_group_norm(const GroupNormArgs& a, float* scratch, cudaStream_t st
   group_apply_kernel<<<apply_grid, 256, 0, stream>>>(a, mean, rstd);
   return launch_status("group_norm");
 }
+
+#endif  // SD35_CUDA_DEVICE_CODE_ONLY
 
 }  // namespace sd35::cuda

@@ -80,6 +80,7 @@ __global__ void layer_norm_modulate_kernel(LayerNormModulateArgs a) {
 
 }  // namespace
 
+#ifndef SD35_CUDA_DEVICE_CODE_ONLY  // the launcher; tests/cuda/cuda_emulation.h runs the kernel
 Status launch_layer_norm_modulate(const LayerNormModulateArgs& a, cudaStream_t stream) {
   const int64_t rows = a.batch * a.len;
   if (rows == 0 || a.cols == 0) return ok_status();
@@ -94,5 +95,7 @@ Status launch_layer_norm_modulate(const LayerNormModulateArgs& a, cudaStream_t s
   }
   return launch_status("layer_norm_modulate");
 }
+
+#endif  // SD35_CUDA_DEVICE_CODE_ONLY
 
 }  // namespace sd35::cuda
