@@ -1,7 +1,8 @@
 // Runs CUDA kernels' device code on the CPU, for the tests that check kernels where no GPU is
 // present (tests/cuda/test_cuda_*_emulated.cpp). Include it before the kernel source. A CTA is
 // one std::thread per CUDA thread; CTAs run one after another, so `__shared__` variables can
-// be plain statics (one CTA's shared memory at a time). __syncthreads is a barrier over the
+// be plain statics (one CTA's shared memory at a time). A kernel's threads must call
+// __syncthreads equally often (as on a GPU), also those that return early. __syncthreads is a barrier over the
 // CTA; the warp-level operations (shuffles here, and whatever a test adds with exchange())
 // are computed from the values all 32 lanes publish, between two warp barriers, as the PTX
 // ISA defines them. Kernels must keep warps converged where they use warp operations, which
@@ -53,32 +54,35 @@ inline Warp* warps = nullptr;          // the running CTA's warps
 inline uint8_t* smem_base = nullptr;   // the running CTA's dynamic shared memory
 inline Warp& warp() { return warps[warp_id]; }
 
-// Runs body() as every thread of every CTA of `grid` × `block` (1-D blocks of whole warps),
-// with `dynamic_smem` bytes of 128-byte aligned dynamic shared memory per CTA (stale bytes:
-// 0xA5, as a kernel must not read what it did not write).
+// Runs body() as every thread of every CTA of `grid` × `block` (1-D blocks), with
+// `dynamic_smem` bytes of 128-byte aligned dynamic shared memory per CTA (stale bytes: 0xA5,
+// as a kernel must not read what it did not write). The block's threads are created once and
+// walk the CTAs in order, with a CTA-wide barrier before and after each one.
 template <typename Body>
 void launch(dim3 grid, unsigned block, size_t dynamic_smem, Body&& body) {
   grid_dim = grid;
   block_dim = dim3(block, 1, 1);
   std::vector<uint8_t> smem(dynamic_smem + 128);
   uint8_t* base = smem.data() + (128 - reinterpret_cast<uintptr_t>(smem.data()) % 128) % 128;
-  for (unsigned z = 0; z < grid.z; ++z)
-    for (unsigned y = 0; y < grid.y; ++y)
-      for (unsigned x = 0; x < grid.x; ++x) {
-        std::vector<Warp> cta_warps((block + 31) / 32);
-        std::barrier<> cta(block);
-        warps = cta_warps.data(), cta_barrier = &cta, smem_base = base;
-        std::memset(base, 0xA5, dynamic_smem);
-        std::vector<std::thread> threads;
-        for (unsigned t = 0; t < block; ++t)
-          threads.emplace_back([&body, t, x, y, z] {
-            thread_idx = {t, 0, 0};
+  std::vector<Warp> cta_warps((block + 31) / 32);
+  std::barrier<> cta(block);
+  warps = cta_warps.data(), cta_barrier = &cta, smem_base = base;
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < block; ++t)
+    threads.emplace_back([&body, &cta, grid, t, base, dynamic_smem] {
+      thread_idx = {t, 0, 0};
+      warp_id = int(t / 32), lane_id = int(t % 32);
+      for (unsigned z = 0; z < grid.z; ++z)
+        for (unsigned y = 0; y < grid.y; ++y)
+          for (unsigned x = 0; x < grid.x; ++x) {
+            if (t == 0) std::memset(base, 0xA5, dynamic_smem);
+            cta.arrive_and_wait();  // the previous CTA is done; shared memory is stale
             block_idx = {x, y, z};
-            warp_id = int(t / 32), lane_id = int(t % 32);
             body();
-          });
-        for (std::thread& th : threads) th.join();
-      }
+            cta.arrive_and_wait();
+          }
+    });
+  for (std::thread& th : threads) th.join();
 }
 
 }  // namespace emu

@@ -1,10 +1,11 @@
-// Kernels of the MMDiT hot path that have not yet run on a GPU, run on the CPU through
-// cuda_emulation.h (their .cu files compiled as host C++ with SD35_CUDA_DEVICE_CODE_ONLY,
-// which leaves out the launchers): the short-row vector norm (the per-head q/k RMSNorm), the
-// fused LayerNorm + modulate (both of its variants) and the skinny GEMM (the adaLN GEMMs).
-// The arguments come from the same host functions the backend ops use (row_args,
-// layer_norm_modulate_args); the grids are the launchers' (restated below, with where they
-// come from). Expected values are the reference backend's, with the GPU conformance cases'
+// Kernels that have not yet run on a GPU, run on the CPU through cuda_emulation.h (their .cu
+// files compiled as host C++ with SD35_CUDA_DEVICE_CODE_ONLY, which leaves out the
+// launchers): the short-row vector norm (the per-head q/k RMSNorm), the fused LayerNorm +
+// modulate (both of its variants), the skinny GEMM (the adaLN GEMMs), the group norm with
+// its per-plane normalise pass and fused SiLU, and the strided copy's 32-bit index path
+// (upsampling). The arguments come from the same host functions the backend ops use
+// (row_args, layer_norm_modulate_args, group_norm_args, upsample_layout); the grids are the
+// launchers' (restated below, with where they come from). Expected values are the reference backend's, with the GPU conformance cases'
 // tolerances. The GPU cases (CudaOps.PerHeadNormsInPlaceOnQkvSlices,
 // CudaOps.LayerNormModulateWithChunkedParams, CudaGemm.SkinnyF32RowsAgainstStoredWeights)
 // still decide on hardware.
@@ -18,6 +19,7 @@
 #include "cuda_emulation.h"
 
 #define SD35_CUDA_DEVICE_CODE_ONLY 1
+#include "backend/cuda/cuda_elementwise.cu"
 #include "backend/cuda/cuda_linear_kernels.cu"
 #include "backend/cuda/cuda_norm.cu"
 #include "backend/cuda/cuda_norm_modulate.cu"
@@ -207,6 +209,93 @@ TEST(CudaKernelsEmulated, SkinnyGemmAgainstF64) {
     emulate_skinny(a);
     // f32 sums of k products in another order: ~k·2^-24 relative to Σ|x·w| (< 1e-4 here).
     EXPECT_TRUE(close(y, want, c.y == DType::kF32 ? 1e-4 : atol_of(c.y), rtol_of(c.y)));
+  }
+}
+
+// launch_group_norm: partial sums per chunk, f64 finalize, again for the squared deviations,
+// then the per-plane normalise (+ SiLU) pass.
+void emulate_group_norm(const GroupNormArgs& a) {
+  const int64_t total = a.batch * a.groups;
+  const int64_t chunks = group_chunks(a), group_elems = a.channels / a.groups * a.spatial;
+  std::vector<float> scratch(size_t(group_norm_scratch_floats(a)));
+  float* partials = scratch.data();
+  float* mean = partials + total * chunks;
+  float* rstd = mean + total;
+  const dim3 blocks(unsigned(total * chunks)), fin(unsigned((total + 127) / 128));
+  emu::launch(blocks, 256, 0, [&] {
+    group_partial_kernel(a.x, a.x_dtype, group_elems, chunks, nullptr, partials);
+  });
+  emu::launch(fin, 128, 0, [&] {
+    group_finalize_kernel(partials, chunks, total, group_elems, a.eps, false, mean);
+  });
+  emu::launch(blocks, 256, 0, [&] {
+    group_partial_kernel(a.x, a.x_dtype, group_elems, chunks, mean, partials);
+  });
+  emu::launch(fin, 128, 0, [&] {
+    group_finalize_kernel(partials, chunks, total, group_elems, a.eps, true, rstd);
+  });
+  const int64_t planes = a.batch * a.channels;
+  const dim3 apply(unsigned(std::clamp<int64_t>((a.spatial + 1023) / 1024, 1, 65535)),
+                   unsigned(std::min<int64_t>(planes, 65535)));
+  emu::launch(apply, 256, 0, [&] { group_apply_kernel(a, mean, rstd); });
+}
+
+TEST(CudaKernelsEmulated, GroupNormAndGroupNormSilu) {
+  struct Case {
+    Shape s;
+    int groups;
+    DType x, y;
+  };
+  // Planes of 1089 and 8448 values: several apply blocks per plane and ragged ends; three
+  // 8192-element statistics chunks in the second's group.
+  const Case cases[] = {{{2, 4, 33, 33}, 2, DType::kF32, DType::kBF16},
+                        {{1, 2, 64, 132}, 1, DType::kBF16, DType::kBF16},
+                        {{1, 6, 9, 7}, 3, DType::kF32, DType::kF32}};
+  uint32_t seed = 120;
+  for (const Case& c : cases) {
+    for (bool silu : {false, true}) {
+      SCOPED_TRACE(c.s.to_string() + " y=" + std::string(dtype_name(c.y)) +
+                   (silu ? " +silu" : ""));
+      Tensor x = random_tensor(c.s, c.x, seed++, 4.0f, 8.0f);  // offset mean: two-pass matters
+      Tensor w = random_tensor({c.s[1]}, DType::kBF16, seed++, 0.5f, 1.5f);
+      Tensor b = random_tensor({c.s[1]}, DType::kF32, seed++, -1.0f, 1.0f);
+      Tensor y = *Tensor::zeros(c.s, c.y), want = *Tensor::zeros(c.s, c.y);
+      ASSERT_TRUE((silu ? reference_backend().group_norm_silu(x, c.groups, &w, &b, 1e-6f, want)
+                        : reference_backend().group_norm(x, c.groups, &w, &b, 1e-6f, want))
+                      .ok());
+      emulate_group_norm(group_norm_args(x, c.groups, &w, &b, 1e-6f, y, silu));
+      EXPECT_TRUE(close(y, want, 4 * atol_of(c.y), rtol_of(c.y)));
+    }
+  }
+}
+
+// launch_copy_raw / launch_elementwise: grid_for(n) blocks of 256 threads, grid-stride.
+void emulate_copy(void* y, DType yt, const void* x, DType xt, const StridedLayout& l) {
+  int64_t n = 1;
+  for (int d = 0; d < l.ndim; ++d) n *= l.shape[d];
+  emu::launch(dim3(grid_for(n)), 256, 0, [&] {
+    if (xt == yt) {
+      copy_raw_kernel(static_cast<uint16_t*>(y), static_cast<const uint16_t*>(x), l, n);
+    } else {
+      EwArgs e;
+      e.op = EwOp::kConvert;
+      e.out = y, e.out_dtype = yt;
+      e.in[0] = x, e.in_dtype[0] = xt;
+      e.layout = l;
+      elementwise_kernel(e, n);
+    }
+  });
+}
+
+TEST(CudaKernelsEmulated, UpsampleThroughTheStridedCopy) {
+  for (DType xt : {DType::kBF16, DType::kF32}) {
+    SCOPED_TRACE("x " + std::string(dtype_name(xt)));
+    Tensor x = random_tensor({2, 3, 5, 7}, xt, 150, -2.0f, 2.0f);
+    Tensor y = *Tensor::zeros({2, 3, 10, 14}, DType::kBF16);
+    Tensor want = *Tensor::zeros({2, 3, 10, 14}, DType::kBF16);
+    ASSERT_TRUE(reference_backend().upsample_nearest2x(x, want).ok());
+    emulate_copy(y.data(), y.dtype(), x.data(), x.dtype(), upsample_layout(x, y));
+    EXPECT_TRUE(close(y, want, 0, 0));  // a copy (and one rounding, as the reference)
   }
 }
 

@@ -91,6 +91,10 @@ RowArgs row_args(RowOp op, const Tensor& x, const Tensor* weight, const Tensor* 
                  const Tensor& y);
 LayerNormModulateArgs layer_norm_modulate_args(const Tensor& x, const Tensor& shift,
                                                const Tensor& scale, float eps, const Tensor& y);
+GroupNormArgs group_norm_args(const Tensor& x, int groups, const Tensor* weight,
+                              const Tensor* bias, float eps, const Tensor& y, bool silu);
+// upsample_nearest2x as a strided copy: y viewed as [N, C, H, 2, W, 2], x broadcast over the 2s.
+StridedLayout upsample_layout(const Tensor& x, const Tensor& y);
 // silu: then SiLU on the value rounded to y's dtype, in the same pass (Backend::group_norm_silu).
 Status group_norm_op(CudaContext& ctx, const Tensor& x, int groups, const Tensor* weight,
                      const Tensor* bias, float eps, const Tensor& y, bool silu);

@@ -40,10 +40,18 @@ Status elementwise(CudaContext& ctx, EwArgs a, const Shape& shape,
 
 // y = x elementwise with conversion, or a byte copy when the dtypes match. y's layout `ys`,
 // x's `xs` over `shape` (which may be a reshaped view of both, as for upsampling).
+// y = x (converted when the dtypes differ) over a prepared layout (operand 0 = y, 1 = x).
+Status copy_with_layout(CudaContext& ctx, const void* x, DType xt, void* y, DType yt,
+                        const StridedLayout& l);
+
 Status copy_strided(CudaContext& ctx, const void* x, DType xt, const Shape& xs, void* y, DType yt,
                     const Shape& ys, const Shape& shape) {
   const Shape* s[2] = {&ys, &xs};
-  StridedLayout l = make_layout(shape, s, 2);
+  return copy_with_layout(ctx, x, xt, y, yt, make_layout(shape, s, 2));
+}
+
+Status copy_with_layout(CudaContext& ctx, const void* x, DType xt, void* y, DType yt,
+                        const StridedLayout& l) {
   if (xt == yt) return launch_copy_raw(y, x, int(dtype_size(xt)), l, ctx.stream);
   EwArgs a;
   a.name = "copy";
@@ -197,16 +205,22 @@ Status group_norm_op(CudaContext& ctx, const Tensor& x, int groups, const Tensor
                      const Tensor* bias, float eps, const Tensor& y, bool silu) {
   SD35_RETURN_IF_ERROR(validate::group_norm(Device::kCUDA, x, groups, weight, bias, eps, y));
   if (x.numel() == 0) return ok_status();
+  const GroupNormArgs a = group_norm_args(x, groups, weight, bias, eps, y, silu);
+  SD35_ASSIGN_OR_RETURN(void* p, ctx.scratch->get(ScratchSlot::kStats,
+                                                  size_t(group_norm_scratch_floats(a)) * 4,
+                                                  "group_norm"));
+  return launch_group_norm(a, static_cast<float*>(p), ctx.stream);
+}
+
+GroupNormArgs group_norm_args(const Tensor& x, int groups, const Tensor* weight,
+                              const Tensor* bias, float eps, const Tensor& y, bool silu) {
   GroupNormArgs a;
   a.x = x.data(), a.y = y.data(), a.x_dtype = x.dtype(), a.y_dtype = y.dtype();
   if (weight) a.weight = weight->data(), a.weight_dtype = weight->dtype();
   if (bias) a.bias = bias->data(), a.bias_dtype = bias->dtype();
   a.batch = x.size(0), a.channels = x.size(1), a.spatial = x.numel() / (a.batch * a.channels);
   a.groups = groups, a.eps = eps, a.silu = silu;
-  SD35_ASSIGN_OR_RETURN(void* p, ctx.scratch->get(ScratchSlot::kStats,
-                                                  size_t(group_norm_scratch_floats(a)) * 4,
-                                                  "group_norm"));
-  return launch_group_norm(a, static_cast<float*>(p), ctx.stream);
+  return a;
 }
 
 // [B, L, D] with dense rows at one stride (row r = b·L + l at r·stride(1)): what the row
@@ -321,12 +335,17 @@ Status activation_op(CudaContext& ctx, const Tensor& x, Activation act, const Te
 
 Status upsample_op(CudaContext& ctx, const Tensor& x, const Tensor& y) {
   SD35_RETURN_IF_ERROR(validate::upsample_nearest2x(Device::kCUDA, x, y));
+  return copy_with_layout(ctx, x.data(), x.dtype(), y.data(), y.dtype(), upsample_layout(x, y));
+}
+
+StridedLayout upsample_layout(const Tensor& x, const Tensor& y) {
   // y [N, C, 2H, 2W] as [N, C, H, 2, W, 2]; x repeats along the two size-2 dims (stride 0).
   const Shape shape{x.size(0), x.size(1), x.size(2), 2, x.size(3), 2};
   const Shape ys{y.stride(0), y.stride(1), 2 * y.stride(2), y.stride(2), 2 * y.stride(3),
                  y.stride(3)};
   const Shape xs{x.stride(0), x.stride(1), x.stride(2), 0, x.stride(3), 0};
-  return copy_strided(ctx, x.data(), x.dtype(), xs, y.data(), y.dtype(), ys, shape);
+  const Shape* s[2] = {&ys, &xs};
+  return make_layout(shape, s, 2);
 }
 
 Status concat_op(CudaContext& ctx, std::span<const Tensor> inputs, int axis, const Tensor& y) {

@@ -137,6 +137,7 @@ __global__ void gemm_epilogue_kernel(const float* acc, int64_t ld_acc, const voi
 
 }  // namespace
 
+#ifndef SD35_CUDA_DEVICE_CODE_ONLY  // the launchers; tests/cuda/cuda_emulation.h runs the kernels
 Status launch_elementwise(const EwArgs& a, cudaStream_t stream) {
   int64_t n = 1;
   for (int d = 0; d < a.layout.ndim; ++d) n *= a.layout.shape[d];
@@ -209,5 +210,7 @@ Status launch_row_broadcast(const RowBroadcastArgs& a, cudaStream_t stream) {
   row_broadcast_kernel<<<unsigned(rows), threads, 0, stream>>>(a);
   return launch_status(a.op == EwOp::kModulate ? "modulate" : "gated_add");
 }
+
+#endif  // SD35_CUDA_DEVICE_CODE_ONLY
 
 }  // namespace sd35::cuda
