@@ -1,15 +1,15 @@
 // End-to-end generation benchmark through the public engine API: one warm-up generation (CUDA
-// context, kernel selection, arena sizing, page-faulting the mapped weights), then a timed one,
-// reported per stage from the engine's own Timings; optionally N MMDiT forwards alone at the
-// CFG batch (2) with the real context length (154), the number to compare with
-// bench/torch_mmdit_baseline.py. Peak memory: on CUDA, a thread samples the device's free
-// memory every 5 ms and reports total − min free (so it includes the CUDA context and
-// anything else on the GPU); on the CPU, peak RSS.
+// context, kernel selection, arena sizing, page-faulting the mapped weights), then --runs timed
+// ones (default 1), reported per stage from the engine's own Timings (medians over the runs);
+// optionally N MMDiT forwards alone at the CFG batch (2) with the real context length (154),
+// the number to compare with bench/torch_mmdit_baseline.py. Peak memory: on CUDA, a thread
+// samples the device's free memory every 5 ms and reports total − min free (so it includes
+// the CUDA context and anything else on the GPU); on the CPU, peak RSS.
 //
 //   bench_generate MODEL... [--backend cpu|cuda] [--device N] [--text-device auto|cpu|gpu]
 //       [--width 1024] [--height 1024] [--steps 20] [--cfg 4.5] [--sampler dpmpp_2m]
 //       [--scheduler sgm_uniform] [--seed 0] [--compute bf16|f32] [--no-t5]
-//       [--warmup 1] [--mmdit-iters 0] [--threads N]
+//       [--warmup 1] [--runs 1] [--mmdit-iters 0] [--threads N] [--no-cuda-graphs]
 //
 // MODEL: the checkpoint and text-encoder files, or one folder. The last stdout line is a
 // single JSON object (bench/gpu_check.sh parses it).
@@ -41,12 +41,14 @@ constexpr const char* kUsage =
     "         [--text-device auto|cpu|gpu] [--width 1024] [--height 1024] [--steps 20]\n"
     "         [--cfg 4.5] [--sampler dpmpp_2m] [--scheduler sgm_uniform] [--seed 0]\n"
     "         [--compute bf16|f32] [--no-t5] [--warmup 1] [--mmdit-iters 0] [--threads N]\n"
-    "         [--cuda-graphs]\n"
-    "  MODEL: checkpoint + text encoder files, or a folder. One warm-up generation, then a\n"
-    "  timed one: load, text encode, s/step, sample, VAE decode, total, peak memory; with\n"
-    "  --mmdit-iters N also N MMDiT forwards alone (batch 2, 154 context tokens).\n"
-    "  --cuda-graphs replays the denoising forwards as captured CUDA graphs.\n"
-    "  The JSON has FNV-1a hashes of the image and latent bytes (A/B identity checks).\n"
+    "         [--runs 1] [--no-cuda-graphs]\n"
+    "  MODEL: checkpoint + text encoder files, or a folder. One warm-up generation, then\n"
+    "  --runs timed ones: load, text encode, s/step, sample, VAE decode, total (medians over\n"
+    "  the runs), peak memory; with --mmdit-iters N also N MMDiT forwards alone (batch 2, 154\n"
+    "  context tokens). With cuda the denoising forwards are replayed as captured CUDA graphs\n"
+    "  (the engine's default in the CLI and server); --no-cuda-graphs runs them eagerly.\n"
+    "  The JSON has FNV-1a hashes of the image and latent bytes (A/B identity checks) and\n"
+    "  whether every timed run gave the same image.\n"
     "  The last line is JSON.\n";
 
 struct Args {
@@ -54,11 +56,11 @@ struct Args {
   std::string backend = "cuda", text_device = "auto", compute = "bf16";
   std::string sampler = "dpmpp_2m", scheduler = "sgm_uniform";
   int device = 0, width = 1024, height = 1024, steps = 20, warmup = 1, mmdit_iters = 0;
-  int threads = 0;
+  int threads = 0, runs = 1;
   double cfg = 4.5;
   uint64_t seed = 0;
   bool use_t5 = true;
-  bool cuda_graphs = false;
+  bool cuda_graphs = true;  // only where the backend can capture (cuda)
 };
 
 // FNV-1a of a tensor's bytes, as 16 hex digits.
@@ -118,6 +120,8 @@ bool parse_args(int argc, char** argv, Args& a, int* exit_code) {
       if (!num(a.steps, 1, 10000)) return bad("--steps: a positive integer");
     } else if (s == "--warmup") {
       if (!num(a.warmup, 0, 100)) return bad("--warmup: 0 or more");
+    } else if (s == "--runs") {
+      if (!num(a.runs, 1, 1000)) return bad("--runs: a positive integer");
     } else if (s == "--mmdit-iters") {
       if (!num(a.mmdit_iters, 0, 100000)) return bad("--mmdit-iters: 0 or more");
     } else if (s == "--threads") {
@@ -136,6 +140,8 @@ bool parse_args(int argc, char** argv, Args& a, int* exit_code) {
       a.use_t5 = false;
     } else if (s == "--cuda-graphs") {
       a.cuda_graphs = true;
+    } else if (s == "--no-cuda-graphs") {
+      a.cuda_graphs = false;
     } else if (!s.empty() && s[0] != '-') {
       a.models.push_back(s);
     } else {
@@ -206,6 +212,14 @@ double peak_rss_bytes() {
   while (std::getline(f, line))
     if (line.rfind("VmHWM:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) * 1024.0;
   return 0;
+}
+
+// Median of a non-empty list (the mean of the middle two for an even count).
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t h = v.size() / 2;
+  return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
 }
 
 double since(Clock::time_point t0) {
@@ -329,7 +343,12 @@ int main(int argc, char** argv) {
 
   Result<GenerateResult> res = unsupported("no run");
   double first_total_s = 0;
-  for (int run = 0; run <= a.warmup; ++run) {
+  // Per stage over the timed runs (medians: a GPU's first-touch or a host hiccup in one run
+  // must not decide an A/B row).
+  std::vector<double> encode_s, step_means, sample_s, vae_s, total_s;
+  std::string first_image_hash;
+  bool same_image = true;
+  for (int run = 0; run < a.warmup + a.runs; ++run) {
     const auto t0 = Clock::now();
     res = engine.generate(ws, gp);
     if (!res.ok()) return fail(run < a.warmup ? "warm-up generation" : "generation", res.status());
@@ -338,13 +357,24 @@ int main(int argc, char** argv) {
       if (!st.ok()) return fail("synchronize", st);
     }
     if (run == 0) first_total_s = since(t0);
-    if (run < a.warmup) std::printf("warm-up generation %d: %.2f s\n", run + 1, since(t0));
+    if (run < a.warmup) {
+      std::printf("warm-up generation %d: %.2f s\n", run + 1, since(t0));
+      continue;
+    }
+    const Timings& t = res->timings;
+    double steps_sum = 0;
+    for (double x : t.step_s) steps_sum += x;
+    encode_s.push_back(t.encode_prompt_s);
+    step_means.push_back(t.step_s.empty() ? 0 : steps_sum / double(t.step_s.size()));
+    sample_s.push_back(t.sample_s);
+    vae_s.push_back(t.vae_decode_s);
+    total_s.push_back(t.total_s);
+    const std::string h = fnv1a_hex(res->image);
+    if (first_image_hash.empty()) first_image_hash = h;
+    same_image = same_image && h == first_image_hash;
   }
-  const Timings& tm = res->timings;
-  double step_s = 0;
-  for (double s : tm.step_s) step_s += s;
-  step_s = tm.step_s.empty() ? 0 : step_s / double(tm.step_s.size());
-
+  const Timings& tm = res->timings;  // the last run: counts (model calls, replays)
+  const double step_s = median(step_means);
   double mmdit_ms = 0;
   if (a.mmdit_iters > 0) {
     auto ms = time_mmdit(engine, ws, a, *compute);
@@ -357,12 +387,14 @@ int main(int argc, char** argv) {
   const double rss = peak_rss_bytes() / gb;
 
   std::printf("  load            %8.3f s\n", load_s);
-  std::printf("  text encode     %8.3f s  (positive + negative prompt)\n", tm.encode_prompt_s);
+  if (a.runs > 1) std::printf("  (medians of %d timed runs; same image every run: %s)\n", a.runs,
+                              same_image ? "yes" : "NO");
+  std::printf("  text encode     %8.3f s  (positive + negative prompt)\n", median(encode_s));
   std::printf("  per step        %8.4f s  (mean of %zu steps, %d model calls, %d replayed)\n",
               step_s, tm.step_s.size(), tm.model_calls, tm.graph_replays);
-  std::printf("  sample          %8.3f s\n", tm.sample_s);
-  std::printf("  VAE decode      %8.3f s\n", tm.vae_decode_s);
-  std::printf("  total           %8.3f s  (first run %.3f s)\n", tm.total_s, first_total_s);
+  std::printf("  sample          %8.3f s\n", median(sample_s));
+  std::printf("  VAE decode      %8.3f s\n", median(vae_s));
+  std::printf("  total           %8.3f s  (first run %.3f s)\n", median(total_s), first_total_s);
   if (a.mmdit_iters > 0)
     std::printf("  MMDiT forward   %8.2f ms (batch 2, 154 context tokens, mean of %d)\n", mmdit_ms,
                 a.mmdit_iters);
@@ -379,13 +411,15 @@ int main(int argc, char** argv) {
       "\"first_total_s\": %.4f, \"model_calls\": %d, \"mmdit_forward_ms\": %.3f, "
       "\"mmdit_iters\": %d, \"peak_vram_gb\": %.3f, \"vram_before_load_gb\": %.3f, "
       "\"peak_rss_gb\": %.3f, \"cuda_graphs\": %s, \"graph_replays\": %d, "
-      "\"image_fnv1a\": \"%s\", \"latent_fnv1a\": \"%s\", \"cudnn\": \"%s\"}\n",
+      "\"image_fnv1a\": \"%s\", \"latent_fnv1a\": \"%s\", \"cudnn\": \"%s\", \"runs\": %d, "
+      "\"same_image_every_run\": %s}\n",
       a.backend.c_str(), gpu_name.c_str(), a.compute.c_str(), a.text_device.c_str(), a.width,
       a.height, a.steps, a.cfg, a.sampler.c_str(), a.scheduler.c_str(), load_s,
-      tm.encode_prompt_s, step_s, tm.sample_s, tm.vae_decode_s, tm.total_s, first_total_s,
+      median(encode_s), step_s, median(sample_s), median(vae_s), median(total_s), first_total_s,
       tm.model_calls, mmdit_ms, a.mmdit_iters, peak_vram,
-      vram.valid() ? double(vram.start_used()) / gb : 0.0, rss, a.cuda_graphs ? "true" : "false",
+      vram.valid() ? double(vram.start_used()) / gb : 0.0, rss,
+      a.cuda_graphs && cuda ? "true" : "false",
       tm.graph_replays, fnv1a_hex(res->image).c_str(), fnv1a_hex(res->latent).c_str(),
-      cudnn.c_str());
+      cudnn.c_str(), a.runs, same_image ? "true" : "false");
   return 0;
 }

@@ -126,12 +126,14 @@ rows = [
     ("MMDiT fwd ours / PyTorch", "%s / %s ms" % (fmt(ours, "%.1f"), fmt(theirs, "%.1f"))),
     ("speed-up vs PyTorch eager", fmt(ratio, "%.2fx")),
     ("MMDiT fwd, Lt epilogues off", fmt(num(ab, "mmdit_forward_ms"), "%.1f ms (A/B, same run)")),
-    ("MMDiT fwd, 128-key attention", fmt(num(fk, "mmdit_forward_ms"), "%.1f ms (A/B, same run)")),
-    ("text encode, small-M GEMM off", fmt(num(ab, "text_encode_s"), "%.3f s (A/B, same run)")),
-    ("CUDA graphs: per step", fmt(num(cg, "step_s"), "%.4f s") +
-     " (%s replays)" % cg.get("graph_replays", "?")),
-    ("CUDA graphs: total", fmt(num(cg, "total_s"), "%.3f s")),
-    ("CUDA graphs: same image", same or "n/a"),
+    ("MMDiT fwd, 64-key attention", fmt(num(fk, "mmdit_forward_ms"), "%.1f ms (A/B, same run)")),
+    ("text encode, small-M GEMM on", fmt(num(ab, "text_encode_s"), "%.3f s (A/B, same run)")),
+    ("graphs (%s replays) / eager: step" % g.get("graph_replays", "?"),
+     "%s / %s" % (fmt(num(g, "step_s"), "%.4f s"), fmt(num(cg, "step_s"), "%.4f s (A/B)"))),
+    ("CUDA graphs off: total", fmt(num(cg, "total_s"), "%.3f s (A/B, same run)")),
+    ("graphs / eager: same image", same or "n/a"),
+    ("same image in every run", "%s / %s" % (g.get("same_image_every_run", "n/a"),
+                                             cg.get("same_image_every_run", "n/a"))),
     ("target: total <= 1.0 s", target(total, lambda v: v <= 1.0)),
     ("target: MMDiT >= 1.5x torch", target(ratio, lambda v: v >= 1.5)),
     ("target: peak VRAM <= 20 GB", target(vram, lambda v: v <= 20.0)),
@@ -308,39 +310,42 @@ else
 fi
 
 # ---- e. our end-to-end generation + MMDiT forward ----------------------------------------------
+# The defaults a user gets: CUDA graphs on, the attention tiles attention.cu picks. Stage times
+# are medians of three timed generations after one warm-up.
 run_step bench_generate 240 "$bin/bench_generate" "$ckpt" "$te/clip_l.safetensors" \
   "$te/clip_g.safetensors" "$te/t5xxl_fp8_e4m3fn_scaled.safetensors" --backend cuda \
   --width 1024 --height 1024 --steps 20 --sampler dpmpp_2m --scheduler sgm_uniform --cfg 4.5 \
-  --compute bf16 --text-device gpu --warmup 1 --mmdit-iters 10
+  --compute bf16 --text-device gpu --warmup 1 --runs 3 --mmdit-iters 10
 last_json "$work/bench_generate.log" >"$work/bench_generate.json"
 
 # ---- e2. A/B: the same MMDiT forward with cuBLASLt's fused epilogues off ------------------------
 # (SD35_CUDA_LT_EPILOGUE=0: bias/GELU through our own epilogue pass, the behaviour before
-# the fused epilogues), one step only, for the table's A/B row. The same run has the small-M
-# GEMM off (SD35_CUDA_SMALLM_GEMM=0: the text encoders' f32 GEMMs convert the weights and run
-# cuBLASLt): it only takes f32 inputs, so the bf16 MMDiT forwards are unaffected, and the
-# timed generation after one warm-up gives the text-encode A/B row.
-run_step epilogue-ab 150 env SD35_CUDA_LT_EPILOGUE=0 SD35_CUDA_SMALLM_GEMM=0 \
+# the fused epilogues), one step only, for the table's A/B row. The same run has the opt-in
+# small-M GEMM on (SD35_CUDA_SMALLM_GEMM=1: the text encoders' f32 GEMMs read the 16-bit/fp8
+# weights in place instead of converting them for cuBLASLt): it only takes f32 inputs, so the
+# bf16 MMDiT forwards are unaffected, and the timed generations after one warm-up (median of
+# three) give the text-encode A/B row.
+run_step epilogue-ab 150 env SD35_CUDA_LT_EPILOGUE=0 SD35_CUDA_SMALLM_GEMM=1 \
   "$bin/bench_generate" "$ckpt" \
   "$te/clip_l.safetensors" "$te/clip_g.safetensors" "$te/t5xxl_fp8_e4m3fn_scaled.safetensors" \
   --backend cuda --width 1024 --height 1024 --steps 1 --sampler dpmpp_2m --scheduler sgm_uniform \
-  --cfg 4.5 --compute bf16 --text-device gpu --warmup 1 --mmdit-iters 10
+  --cfg 4.5 --compute bf16 --text-device gpu --warmup 1 --runs 3 --mmdit-iters 10
 last_json "$work/epilogue-ab.log" >"$work/epilogue_ab.json"
 
-# ---- e5. A/B: the same MMDiT forward with 128-key attention tiles --------------------------------
-# (SD35_CUDA_FLASH_KEYS=128: the flash kernel's 128-key K/V tiles, opt-in until timed.)
-run_step flash-keys-ab 150 env SD35_CUDA_FLASH_KEYS=128 "$bin/bench_generate" "$ckpt" \
+# ---- e5. A/B: the same MMDiT forward with 64-key attention tiles ---------------------------------
+# (SD35_CUDA_FLASH_KEYS=64: the flash kernel's 64-key K/V tiles; the default is 128 on sm_90.)
+run_step flash-keys-ab 150 env SD35_CUDA_FLASH_KEYS=64 "$bin/bench_generate" "$ckpt" \
   "$te/clip_l.safetensors" "$te/clip_g.safetensors" "$te/t5xxl_fp8_e4m3fn_scaled.safetensors" \
   --backend cuda --width 1024 --height 1024 --steps 1 --sampler dpmpp_2m --scheduler sgm_uniform \
   --cfg 4.5 --compute bf16 --text-device gpu --warmup 0 --mmdit-iters 10
 last_json "$work/flash-keys-ab.log" >"$work/flash_keys_ab.json"
 
-# ---- e3. A/B: the generation of e with the denoising forwards replayed as CUDA graphs ----------
+# ---- e3. A/B: the generation of e with the denoising forwards run eagerly (no CUDA graphs) -----
 # Same settings and seed: the image must be byte-identical (same kernels, same order).
 run_step cuda-graphs 200 "$bin/bench_generate" "$ckpt" "$te/clip_l.safetensors" \
   "$te/clip_g.safetensors" "$te/t5xxl_fp8_e4m3fn_scaled.safetensors" --backend cuda \
   --width 1024 --height 1024 --steps 20 --sampler dpmpp_2m --scheduler sgm_uniform --cfg 4.5 \
-  --compute bf16 --text-device gpu --warmup 1 --cuda-graphs
+  --compute bf16 --text-device gpu --warmup 1 --runs 3 --no-cuda-graphs
 last_json "$work/cuda-graphs.log" >"$work/cuda_graphs.json"
 
 # ---- e4. A/B: VAE decode with cuDNN off -----------------------------------------------------------
@@ -351,7 +356,8 @@ if [ -n "${SD35_CUDNN_LIBRARY:-}" ]; then
   run_step cudnn-ab 120 env SD35_CUDNN=0 "$bin/bench_generate" "$ckpt" \
     "$te/clip_l.safetensors" "$te/clip_g.safetensors" "$te/t5xxl_fp8_e4m3fn_scaled.safetensors" \
     --backend cuda --width 1024 --height 1024 --steps 1 --sampler dpmpp_2m \
-    --scheduler sgm_uniform --cfg 4.5 --compute bf16 --text-device gpu --warmup 1 --mmdit-iters 0
+    --scheduler sgm_uniform --cfg 4.5 --compute bf16 --text-device gpu --warmup 1 --runs 3 \
+    --mmdit-iters 0
   last_json "$work/cudnn-ab.log" >"$work/cudnn_ab.json"
 fi
 
@@ -361,12 +367,13 @@ run_step torch-baseline 150 python3 "$repo/bench/torch_mmdit_baseline.py" --heig
 last_json "$work/torch-baseline.log" >"$work/torch.json"
 
 # ---- f2. a per-op profile of the same pipeline (last: skipped when the budget is spent) ----------
-# SD35_CUDA_PROFILE=1 times every backend op with events and prints the table at exit; two
-# steps and three forwards are enough to rank the ops. The log is kept with --out.
+# SD35_CUDA_PROFILE=1 times every backend op with events and prints the table at exit (each
+# op kind's first call apart: lazy kernel loading, planning); a warm-up generation, two steps
+# and three forwards are enough to rank the ops. The log is kept with --out.
 run_step profile 150 env SD35_CUDA_PROFILE=1 "$bin/bench_generate" "$ckpt" \
   "$te/clip_l.safetensors" "$te/clip_g.safetensors" "$te/t5xxl_fp8_e4m3fn_scaled.safetensors" \
   --backend cuda --width 1024 --height 1024 --steps 2 --sampler dpmpp_2m --scheduler sgm_uniform \
-  --cfg 4.5 --compute bf16 --text-device gpu --warmup 0 --mmdit-iters 3
+  --cfg 4.5 --compute bf16 --text-device gpu --warmup 1 --mmdit-iters 3
 
 # ---- g. the table ------------------------------------------------------------------------------
 print_table

@@ -32,7 +32,7 @@ struct GenerateOptions {
   std::string sampler = "dpmpp_2m", scheduler = "sgm_uniform";
   std::optional<uint64_t> seed;
   std::string image;
-  bool no_t5 = false, quiet = false, cuda_graphs = false;
+  bool no_t5 = false, quiet = false, cuda_graphs = true;
   std::string compute;  // empty: preferred_cpu_compute_dtype()
   std::string backend = "cpu";
   int device = 0;                    // --device: CUDA device index
@@ -321,8 +321,9 @@ void register_generate(CLI::App& app, int& exit_code) {
   cmd->add_option("--text-device", opt->text_device,
                   "with cuda: where CLIP/T5 run: auto (default: gpu if memory allows), cpu, gpu");
   cmd->add_option("--threads", opt->threads, "CPU threads (default: all)");
-  cmd->add_flag("--cuda-graphs", opt->cuda_graphs,
-                "with cuda: replay the denoising steps as captured CUDA graphs");
+  cmd->add_flag("--cuda-graphs,!--no-cuda-graphs", opt->cuda_graphs,
+                "with cuda: replay the denoising steps as captured CUDA graphs (default; the "
+                "same image as eager, fewer launches); --no-cuda-graphs runs them eagerly");
   CLI::Option* output = cmd->add_option(
       "-o,--output", opt->output,
       "output PNG (default output.png; batches get _00001 suffixes); with --workflow the "

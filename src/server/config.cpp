@@ -49,8 +49,9 @@ bool parse_config(int argc, char** argv, ServerConfig* c, int* exit_code) {
       ->envname("COMPUTE");
   app.add_option("--threads", c->threads, "engine CPU threads (0: all)")->envname("THREADS");
   app.add_option("--cuda-graphs", c->cuda_graphs,
-                 "true: with the cuda backend, replay the denoising steps' MMDiT forwards as "
-                 "captured CUDA graphs (same images, fewer kernel launches)")
+                 "with the cuda backend, replay the denoising steps' MMDiT forwards as "
+                 "captured CUDA graphs (default true: same images, fewer kernel launches; "
+                 "false runs them eagerly)")
       ->envname("CUDA_GRAPHS");
   app.add_option("--webhook-secret", c->webhook_secret,
                  "base64 key that signs webhook_v2 deliveries (Standard Webhooks; a whsec_ "

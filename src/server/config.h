@@ -22,7 +22,7 @@ struct ServerConfig {
   std::string backend = "auto";      // BACKEND: auto (cuda when usable, else cpu), cpu, cuda
   std::string compute;               // COMPUTE: f32 / bf16; empty: the backend's fast mode
   int threads = 0;                   // THREADS: CPU threads of the engine; 0: all
-  bool cuda_graphs = false;          // CUDA_GRAPHS: replay denoising forwards as CUDA graphs
+  bool cuda_graphs = true;           // CUDA_GRAPHS: replay denoising forwards as CUDA graphs
   // Webhooks and outputs (reference/comfyui-api-contract.md §4, §12).
   std::string webhook_secret;        // WEBHOOK_SECRET: base64 Standard Webhooks key ("whsec_" ok)
   int prompt_webhook_retries = 3;    // PROMPT_WEBHOOK_RETRIES: attempts per webhook (>= 1)

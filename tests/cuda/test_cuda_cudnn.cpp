@@ -10,6 +10,8 @@
 //    than the reference's; a TF32 kernel (10-bit inputs) would miss this by ~100x.
 //  * bf16 x: a weight stored in another dtype is rounded to bf16 first (2^-9 relative per
 //    product, random signs): atol 2^-8·s; a bf16 y is one more rounding: rtol 2^-7 (two ulps).
+//  * a 16-bit x with an f32 y on the widened TF32 path gets the same bound as the im2col path
+//    it replaces (its products are exact, so it is no worse than that).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -41,7 +43,8 @@ bool cudnn_active() {
          s.find("unusable") == std::string::npos;
 }
 
-enum class Path { kCudnn, kIm2col };
+// kAny: either is right (a shape cuDNN may or may not take; the result is checked anyway).
+enum class Path { kCudnn, kIm2col, kAny };
 
 struct Case {
   Shape x;  // the conv's x; with channel_slice it is channels [2, 2 + C) of a wider buffer
@@ -128,6 +131,9 @@ void run_case(const Case& c, uint32_t seed) {
   if (c.expect == Path::kIm2col) {
     EXPECT_FALSE(ran_cudnn) << describe(c);
   }
+  if (c.expect == Path::kCudnn && cudnn_active()) {
+    EXPECT_TRUE(ran_cudnn) << "cuDNN loaded but declined: " << describe(c);
+  }
 }
 
 TEST(CudaCudnnConv, AgainstReference) {
@@ -151,12 +157,24 @@ TEST(CudaCudnnConv, AgainstReference) {
       // A channel slice of a wider x (non-packed channel stride) and a NaN-filled y.
       {{1, 24, 20, 18}, 16, 3, 3, same, bf16, bf16, bf16, int(bf16), Path::kCudnn, true, true},
       {{1, 24, 20, 18}, 16, 3, 3, same, f32, f32, f32, int(f32), Path::kCudnn, true, true},
+      // A 16-bit x with an f32 y (the VAE trunk in bf16 mode): x widened to f32 in bands,
+      // TF32 math. One band here; the wide cases below have several (64 MiB bands of f32 x:
+      // 1 MiB rows, so 64 input rows a band), with stride 1 and with stride 2 so that the
+      // halo rows of every band, and the zero rows at the image's top and bottom, count.
+      {{1, 32, 20, 16}, 24, 3, 3, same, bf16, bf16, f32, int(bf16), Path::kCudnn},
+      {{1, 24, 20, 18}, 16, 3, 3, same, bf16, bf16, f32, int(f32), Path::kCudnn, true, true},
+      {{2, 16, 12, 10}, 8, 3, 3, same, f16, DType::kF8E4M3FN, f32, -1, Path::kCudnn},
+      {{1, 16, 9, 7}, 24, 1, 1, none, bf16, bf16, f32, int(bf16), Path::kCudnn},
+      {{1, 2, 140, 131072}, 4, 3, 3, same, bf16, bf16, f32, int(bf16), Path::kAny},
+      {{1, 2, 139, 131072}, 4, 3, 3, Conv2dParams{2, 1, 1, 1, 1}, bf16, bf16, f32, -1,
+       Path::kAny},
       // Must stay on im2col: asymmetric padding (the VAE encoder's downsampling), a bf16 x
-      // with an f32 y (the VAE trunk), a bf16 y with an f32 bias (rounding it to bf16 first
-      // would differ), an f32 x with a bf16 y.
+      // with an f32 weight (not a TF32 value: TF32 would round it), a bf16 y with an f32 bias
+      // (rounding it to bf16 first would differ), an f32 x with a bf16 y.
       {{1, 16, 16, 14}, 8, 3, 3, down, bf16, bf16, bf16, int(bf16), Path::kIm2col},
       {{1, 16, 16, 14}, 8, 3, 3, down, f32, f32, f32, int(f32), Path::kIm2col},
-      {{1, 32, 20, 16}, 24, 3, 3, same, bf16, bf16, f32, int(bf16), Path::kIm2col},
+      {{1, 16, 16, 14}, 8, 3, 3, down, bf16, bf16, f32, int(f32), Path::kIm2col},
+      {{1, 32, 20, 16}, 24, 3, 3, same, bf16, f32, f32, int(bf16), Path::kIm2col},
       {{1, 32, 20, 16}, 24, 3, 3, same, bf16, bf16, bf16, int(f32), Path::kIm2col},
       {{1, 32, 20, 16}, 24, 3, 3, same, f32, f32, bf16, -1, Path::kIm2col},
   };
@@ -191,8 +209,10 @@ TEST(CudaCudnnConv, SameResultWithCudnnOff) {
   auto off = backend_without_cudnn();
   ASSERT_TRUE(off.ok()) << off.status().to_string();
   const Conv2dParams same{1, 1, 1, 1, 1};
-  for (DType t : {DType::kBF16, DType::kF32}) {
-    const Case c{{1, 64, 33, 29}, 32, 3, 3, same, t, DType::kBF16, t, int(DType::kBF16),
+  const std::pair<DType, DType> dtypes[] = {
+      {DType::kBF16, DType::kBF16}, {DType::kF32, DType::kF32}, {DType::kBF16, DType::kF32}};
+  for (auto [t, yt] : dtypes) {
+    const Case c{{1, 64, 33, 29}, 32, 3, 3, same, t, DType::kBF16, yt, int(DType::kBF16),
                  Path::kCudnn};
     Buffers b = make_buffers(c, 7500);
     auto y2 = Mirror::make(out_shape(c), c.yt, 2);
@@ -210,7 +230,8 @@ TEST(CudaCudnnConv, SameResultWithCudnnOff) {
     y2->download();
     Tol tol = conv_tol(c.xt, c.yt, std::sqrt(64.0 * 9) * 0.5);
     tol.atol *= 2, tol.rtol *= 2;
-    EXPECT_TRUE(all_close(b.y->host(), y2->host(), tol)) << "cuDNN vs im2col, " << dt(t);
+    EXPECT_TRUE(all_close(b.y->host(), y2->host(), tol))
+        << "cuDNN vs im2col, x " << dt(t) << " y " << dt(yt);
   }
 }
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "backend/cuda/cuda_backend.h"
 #include "cuda_test_util.h"
@@ -32,6 +33,11 @@ int main(int argc, char** argv) {
   } else {
     std::printf("cuda_device_info failed: %s\n", info.status().to_string().c_str());
   }
+  // The opt-in small-M text-encoder GEMM (SD35_CUDA_SMALLM_GEMM=1) is what
+  // CudaGemm.SmallMF32RowsAgainstStoredWeights checks, so the backend under test has it on
+  // unless the caller chose. The default convert + cuBLASLt path is the one every f32 GEMM
+  // outside the kernel's range takes (those cases' 257 rows, K = 45, the other f32 cases).
+  setenv("SD35_CUDA_SMALLM_GEMM", "1", /*overwrite=*/0);
   auto backend = make_cuda_backend(0);
   if (!backend.ok()) {
     std::printf("make_cuda_backend(0) failed: %s\n", backend.status().to_string().c_str());

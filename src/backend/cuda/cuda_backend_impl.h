@@ -27,7 +27,7 @@ struct CudaContext {
   std::unique_ptr<ScratchPool> scratch;
   std::unique_ptr<LtGemm> lt;
   bool lt_epilogues = true;  // try cuBLASLt's bias-in-place and GELU epilogues first
-  bool smallm_gemm = true;   // f32 x of 9..256 rows vs 16-bit/fp8 weights: launch_smallm_gemm
+  bool smallm_gemm = false;  // f32 x of 9..256 rows vs 16-bit/fp8 weights: launch_smallm_gemm
   // Which implementation the last gemm/conv2d took ("lt", "lt+epilogue", "skinny", ...), for
   // the per-op profile's labels (SD35_CUDA_PROFILE): the same shape can go several ways.
   const char* last_path = "";
@@ -65,6 +65,13 @@ struct GemmBias {
 // y = act(x·wᵀ + bias) or y += ... for `rows`, with w [N, K] already in the compute dtype.
 Status gemm_rows(CudaContext& ctx, const GemmRows& r, DType compute, const void* w, int64_t n,
                  int64_t k, const GemmBias& bias, const GemmParams& p);
+// y = x elementwise with conversion, or a byte copy when the dtypes match. y's layout `ys`,
+// x's `xs` over `shape` (which may be a reshaped view of both, as for upsampling).
+Status copy_strided(CudaContext& ctx, const void* x, DType xt, const Shape& xs, void* y, DType yt,
+                    const Shape& ys, const Shape& shape);
+// y = x (converted when the dtypes differ) over a prepared layout (operand 0 = y, 1 = x).
+Status copy_with_layout(CudaContext& ctx, const void* x, DType xt, void* y, DType yt,
+                        const StridedLayout& l);
 // The bias converted to f32 in scratch (null when bias is null).
 Result<const float*> bias_as_f32(CudaContext& ctx, const Tensor* bias, const char* op);
 

@@ -38,30 +38,6 @@ Status elementwise(CudaContext& ctx, EwArgs a, const Shape& shape,
   return launch_elementwise(a, ctx.stream);
 }
 
-// y = x elementwise with conversion, or a byte copy when the dtypes match. y's layout `ys`,
-// x's `xs` over `shape` (which may be a reshaped view of both, as for upsampling).
-// y = x (converted when the dtypes differ) over a prepared layout (operand 0 = y, 1 = x).
-Status copy_with_layout(CudaContext& ctx, const void* x, DType xt, void* y, DType yt,
-                        const StridedLayout& l);
-
-Status copy_strided(CudaContext& ctx, const void* x, DType xt, const Shape& xs, void* y, DType yt,
-                    const Shape& ys, const Shape& shape) {
-  const Shape* s[2] = {&ys, &xs};
-  return copy_with_layout(ctx, x, xt, y, yt, make_layout(shape, s, 2));
-}
-
-Status copy_with_layout(CudaContext& ctx, const void* x, DType xt, void* y, DType yt,
-                        const StridedLayout& l) {
-  if (xt == yt) return launch_copy_raw(y, x, int(dtype_size(xt)), l, ctx.stream);
-  EwArgs a;
-  a.name = "copy";
-  a.op = EwOp::kConvert;
-  a.out = y, a.out_dtype = yt;
-  a.in[0] = x, a.in_dtype[0] = xt;
-  a.layout = l;
-  return launch_elementwise(a, ctx.stream);
-}
-
 Status host_device_copy(CudaContext& ctx, const Tensor& x, const Tensor& y) {
   SD35_RETURN_IF_ERROR(check::same_shape(x, y, "copy"));
   if (x.dtype() != y.dtype() || !x.is_contiguous() || !y.is_contiguous()) {
@@ -83,6 +59,24 @@ Status host_device_copy(CudaContext& ctx, const Tensor& x, const Tensor& y) {
 }
 
 }  // namespace
+
+Status copy_strided(CudaContext& ctx, const void* x, DType xt, const Shape& xs, void* y, DType yt,
+                    const Shape& ys, const Shape& shape) {
+  const Shape* s[2] = {&ys, &xs};
+  return copy_with_layout(ctx, x, xt, y, yt, make_layout(shape, s, 2));
+}
+
+Status copy_with_layout(CudaContext& ctx, const void* x, DType xt, void* y, DType yt,
+                        const StridedLayout& l) {
+  if (xt == yt) return launch_copy_raw(y, x, int(dtype_size(xt)), l, ctx.stream);
+  EwArgs a;
+  a.name = "copy";
+  a.op = EwOp::kConvert;
+  a.out = y, a.out_dtype = yt;
+  a.in[0] = x, a.in_dtype[0] = xt;
+  a.layout = l;
+  return launch_elementwise(a, ctx.stream);
+}
 
 Status attention_op(CudaContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
                     const Tensor& out, int heads, float scale, bool masked, bool causal,

@@ -1,7 +1,8 @@
 // conv2d on CUDA: cuDNN where it applies (cudnn_conv.cpp); otherwise (and without cuDNN) per
 // sample and per band of output rows, im2col into scratch (bounded to ~256 MiB) and one
 // cuBLASLt GEMM into an f32 scratch (~128 MiB), then an epilogue adds the bias and stores y
-// rounded once. A 1×1, stride-1, unpadded conv reads x directly as the column matrix. Column-major view of one band: D[P, O] = Col[P, CK] · Wt[CK, O]
+// rounded once. A 1×1, stride-1, unpadded conv reads x directly as the column matrix.
+// Column-major view of one band: D[P, O] = Col[P, CK] · Wt[CK, O]
 // where Col is the row-major [CK, P] column buffer (lda = P) and Wt is the row-major weight
 // [O, CK] read as column-major CK×O (ldb = CK): neither needs a transpose.
 #include <algorithm>
@@ -34,10 +35,7 @@ Status conv2d_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tenso
   // cuDNN first, where it computes exactly this (cudnn_conv.h); the rest runs below.
   bool done = false;
   SD35_RETURN_IF_ERROR(cudnn_conv2d(ctx, x, w, bias, y, p, &done));
-  if (done) {
-    ctx.last_path = "cudnn";
-    return ok_status();
-  }
+  if (done) return ok_status();  // ctx.last_path says which cuDNN path
   ctx.last_path = "im2col";
   const DType compute = x.dtype();
   const int64_t csize = int64_t(dtype_size(compute));

@@ -176,8 +176,9 @@ Status gemm_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor*
 
   // f32 x of a few rows against 16-bit/fp8 weights (adaLN, embedders): one pass over the
   // weights in place instead of converting all of them to f32 for cuBLASLt. Up to
-  // kSmallMMaxRows rows (the text encoders' 77 / 154 tokens) the small-M kernel does the same
-  // with register tiles (off with SD35_CUDA_SMALLM_GEMM=0; dispatch: smallm_gemm_supported).
+  // kSmallMMaxRows rows (the text encoders' 77 / 154 tokens) the small-M kernel can do the same
+  // with register tiles (opt-in, SD35_CUDA_SMALLM_GEMM=1: slower than convert + cuBLASLt on an
+  // H100; dispatch: smallm_gemm_supported).
   if (compute == DType::kF32 && w.dtype() != DType::kF32 && outer == 1 && !per_row) {
     SkinnyGemmArgs sk;
     sk.x = static_cast<const float*>(x.data());

@@ -53,6 +53,7 @@ void OpProfiler::fold() {
     float ms = 0;
     if (p.start && p.stop && cudaEventElapsedTime(&ms, p.start, p.stop) == cudaSuccess) {
       Total& t = totals_[p.key.empty() ? "(unnamed)" : p.key];
+      if (t.count == 0) t.first_ms = ms;
       ++t.count;
       t.ms += ms;
     }
@@ -66,15 +67,28 @@ void OpProfiler::fold() {
 void OpProfiler::report() {
   fold();
   if (totals_.empty()) return;
+  // Ranked by the steady-state total (all calls but the first); "first" is the first call.
   std::vector<std::pair<std::string, Total>> rows(totals_.begin(), totals_.end());
+  const auto steady = [](const Total& t) { return t.ms - t.first_ms; };
   std::sort(rows.begin(), rows.end(),
-            [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
-  double all = 0;
-  for (const auto& r : rows) all += r.second.ms;
-  std::fprintf(stderr, "cuda profile: %.3f ms of GPU time in %zu op kinds\n", all, rows.size());
+            [&](const auto& a, const auto& b) { return steady(a.second) > steady(b.second); });
+  double all = 0, firsts = 0;
+  for (const auto& r : rows) {
+    all += steady(r.second);
+    firsts += r.second.first_ms;
+  }
+  std::fprintf(stderr,
+               "cuda profile: %.3f ms of GPU time in %zu op kinds after each kind's first call "
+               "(first calls: %.3f ms more)\n"
+               "  %9s %6s %7s   %10s %10s\n",
+               all, rows.size(), firsts, "total", "share", "calls", "mean", "first");
   for (const auto& [key, t] : rows) {
-    std::fprintf(stderr, "  %9.3f ms %5.1f%% %7d x %8.4f ms  %s\n", t.ms, 100.0 * t.ms / all,
-                 t.count, t.ms / t.count, key.c_str());
+    const double rest = steady(t);
+    const int n = t.count - 1;
+    char mean[32] = "-";
+    if (n > 0) std::snprintf(mean, sizeof mean, "%.4f", rest / n);
+    std::fprintf(stderr, "  %9.3f ms %5.1f%% %5d+1 x %10s %10.4f ms  %s\n", rest,
+                 all > 0 ? 100.0 * rest / all : 0.0, n, mean, t.first_ms, key.c_str());
   }
   totals_.clear();
 }

@@ -1,7 +1,10 @@
 // Per-op GPU timing for the CUDA backend, switched on with SD35_CUDA_PROFILE=1: every op is
 // bracketed by two CUDA events on the backend's stream (no synchronisation is added, so the
 // kernels overlap with the host as usual) and the summary — GPU milliseconds per op kind and
-// shape, sorted by total — is written to stderr when the backend is destroyed. This is how
+// shape, sorted by total — is written to stderr when the backend is destroyed. Each key's
+// first call is shown apart from the mean of the others: it carries one-off costs (lazy
+// module loading of a kernel's first launch, cuBLASLt/cuDNN planning, scratch growth) that
+// would otherwise make a 10 µs GEMM look like milliseconds in a short run. This is how
 // the MMDiT forward's time is attributed to GEMMs, attention and the elementwise ops without
 // Nsight (the GPU machines here have no nsys).
 #pragma once
@@ -37,7 +40,8 @@ class OpProfiler {
   };
   struct Total {
     int count = 0;
-    double ms = 0;
+    double ms = 0;        // all calls
+    double first_ms = 0;  // the first call alone
   };
   void fold();
   cudaEvent_t take_event();

@@ -24,6 +24,7 @@ enum class ScratchSlot : int {
   kAttnScores, // f32 scores of one query block (attention by GEMMs)
   kAttnProbs,  // their softmax in the compute dtype
   kConvWorkspace,  // cuDNN's conv2d workspace (<= 256 MiB, cudnn_conv.cpp)
+  kConvInput,      // a band of conv2d's 16-bit x widened to f32 for cuDNN (<= 256 MiB)
   kCount,
 };
 

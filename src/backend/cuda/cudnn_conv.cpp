@@ -13,13 +13,26 @@
 //    a 16-bit y only a bias stored in that same dtype (rounding an f32 bias to bf16 first
 //    would change the result), otherwise the im2col path runs.
 //  * w of another dtype is converted to x's dtype in scratch first, as on the im2col path.
+//  * x bf16/f16 with an f32 y (the VAE trunk's convs in bf16 mode), w 16-bit or fp8: no
+//    legacy configuration mixes dtypes, so x is widened to f32 in bands of output rows (the
+//    halo rows outside the image zero-filled, so cuDNN pads only the width) and run as
+//    FLOAT_CONFIG with TF32 tensor-op math allowed. That is exact here: every bf16/f16/fp8
+//    value is a TF32 value, and the product of two TF32 values fits an f32 exactly, so the
+//    result is the f32 sum of the exact products, like the bf16 tensor-core GEMM of the
+//    im2col path (in another order). An f32 x or w never gets TF32.
+// SD35_CUDNN_DEBUG=1 prints each new plan's decision (the heuristic's rows and why each was
+// taken or skipped) to stderr: the way to see why a shape stays on im2col.
 // The algorithm comes from cudnnGetConvolutionForwardAlgorithm_v7 (a heuristic, not a timed
 // search), so the same shapes pick the same kernels in every run.
 #include "backend/cuda/cudnn_conv.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <string>
 
@@ -55,6 +68,17 @@ Status cudnn_conv2d(CudaContext&, const Tensor&, const Tensor&, const Tensor*, c
 namespace {
 
 constexpr size_t kMaxWorkspaceBytes = size_t(256) << 20;
+// Bound of one widened band of x (f32): 64 MiB keeps every VAE band large enough to fill the
+// GPU (a [1, 256, 1024, 1024] x goes in 64-row bands of 77 GFLOP each).
+constexpr int64_t kWidenBandBytes = int64_t(64) << 20;
+
+bool debug_on() {
+  static const bool on = [] {
+    const char* v = std::getenv("SD35_CUDNN_DEBUG");
+    return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
 constexpr int kMaxPlans = 256;  // every conv shape of a pipeline fits; beyond that start afresh
 
 Status cudnn_error(const CudnnApi& api, cudnnStatus_t s, const char* what) {
@@ -140,8 +164,10 @@ struct CudnnConv::Impl {
 
   // Fills `plan`; plan.supported = false when cuDNN has no exact algorithm for it (or
   // planning failed in any way). Descriptors created are destroyed with the plan.
+  // tf32: an f32 x whose values are all TF32 values (widened 16-bit data), so tensor-op math
+  // is exact (see the file comment); otherwise f32 runs under FMA math only.
   Status make_plan(const Tensor& x, const Tensor& y, int64_t oc, int64_t kh, int64_t kw,
-                   const Conv2dParams& p, bool with_bias, Plan& plan) const;
+                   const Conv2dParams& p, bool with_bias, bool tf32, Plan& plan) const;
 };
 
 CudnnConv::CudnnConv(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -173,14 +199,24 @@ Result<std::unique_ptr<CudnnConv>> CudnnConv::create(cudaStream_t stream) {
 }
 
 Status CudnnConv::Impl::make_plan(const Tensor& x, const Tensor& y, int64_t oc, int64_t kh,
-                                  int64_t kw, const Conv2dParams& p, bool with_bias,
+                                  int64_t kw, const Conv2dParams& p, bool with_bias, bool tf32,
                                   Plan& plan) const {
   const CudnnApi& a = *api;
   plan.supported = false;
-  std::array<int, 4> xd{}, xs{}, yd{}, ys{};
-  if (!int_dims(x, xd, xs) || !int_dims(y, yd, ys)) return ok_status();
-  const cudnnDataType_t dt = cudnn_type(x.dtype());
   const bool f32 = x.dtype() == DType::kF32;
+  const bool fma_only = f32 && !tf32;
+  const bool debug = debug_on();
+  if (debug)
+    std::fprintf(stderr, "cudnn plan: x %s y %s w [%lld, %lld, %lld, %lld] pad %d,%d stride %d%s%s\n",
+                 x.describe().c_str(), y.describe().c_str(), (long long)oc, (long long)x.size(1),
+                 (long long)kh, (long long)kw, int(p.pad_top), int(p.pad_left), int(p.stride),
+                 with_bias ? " bias" : "", tf32 ? " tf32" : "");
+  std::array<int, 4> xd{}, xs{}, yd{}, ys{};
+  if (!int_dims(x, xd, xs) || !int_dims(y, yd, ys)) {
+    if (debug) std::fprintf(stderr, "cudnn plan:   declined: beyond 32-bit dims/strides\n");
+    return ok_status();
+  }
+  const cudnnDataType_t dt = cudnn_type(x.dtype());
   // Any failure while planning (a layout cuDNN rejects, no algorithm, even a heuristic error)
   // means "not for cuDNN": the shape is remembered as unsupported and runs on im2col, which
   // computes the same thing. Only failures of the convolution itself become errors.
@@ -198,8 +234,10 @@ Status CudnnConv::Impl::make_plan(const Tensor& x, const Tensor& y, int64_t oc, 
       // Compute type FLOAT for every dtype: FLOAT_CONFIG or the PSEUDO_* configs.
       !ok(a.SetConvolution2dDescriptor(plan.conv, p.pad_top, p.pad_left, p.stride, p.stride, 1, 1,
                                        CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT)) ||
-      !ok(a.SetConvolutionMathType(plan.conv, f32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH)))
+      !ok(a.SetConvolutionMathType(plan.conv, fma_only ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH))) {
+    if (debug) std::fprintf(stderr, "cudnn plan:   declined: descriptors rejected\n");
     return ok_status();
+  }
   if (with_bias) {
     if (!ok(a.CreateTensorDescriptor(&plan.bias)) ||
         !ok(a.SetTensor4dDescriptorEx(plan.bias, dt, 1, int(oc), 1, 1, int(oc), 1, 1, 1)))
@@ -208,51 +246,75 @@ Status CudnnConv::Impl::make_plan(const Tensor& x, const Tensor& y, int64_t oc, 
   // cuDNN's idea of the output shape must be ours (it is, for symmetric padding).
   int on = 0, oc2 = 0, oh = 0, ow = 0;
   if (!ok(a.GetConvolution2dForwardOutputDim(plan.conv, plan.x, plan.w, &on, &oc2, &oh, &ow)) ||
-      on != yd[0] || oc2 != yd[1] || oh != yd[2] || ow != yd[3])
+      on != yd[0] || oc2 != yd[1] || oh != yd[2] || ow != yd[3]) {
+    if (debug) std::fprintf(stderr, "cudnn plan:   declined: output shape differs\n");
     return ok_status();
+  }
 
   std::array<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT * 4> perf{};
   int found = 0;
   cudnnStatus_t s = a.GetConvolutionForwardAlgorithm_v7(handle, plan.x, plan.w, plan.conv, plan.y,
                                                         int(perf.size()), &found, perf.data());
-  if (!ok(s)) return ok_status();
+  if (!ok(s)) {
+    if (debug) std::fprintf(stderr, "cudnn plan:   declined: heuristic failed (%s)\n",
+                            a.GetErrorString(s));
+    return ok_status();
+  }
   for (int i = 0; i < found; ++i) {
     const cudnnConvolutionFwdAlgoPerf_t& r = perf[size_t(i)];
-    if (r.status != CUDNN_STATUS_SUCCESS || r.memory > kMaxWorkspaceBytes) continue;
-    if (r.determinism != CUDNN_DETERMINISTIC || !gemm_like(r.algo)) continue;
-    // The identity-activation fused bias runs with IMPLICIT_PRECOMP_GEMM only.
-    if (with_bias && r.algo != CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) continue;
-    // f32: never a tensor-op (TF32) row; the descriptor stays at FMA_MATH, under which the
-    // algorithm runs (DEFAULT_MATH would allow TF32). 16-bit: tensor cores or not, both
-    // accumulate in f32; ALLOW_CONVERSION (down-converting f32 data) never.
-    if (r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
-    if (f32 && r.mathType == CUDNN_TENSOR_OP_MATH) continue;
-    if (!f32 && !ok(a.SetConvolutionMathType(plan.conv, r.mathType))) continue;
-    // The workspace of the algorithm under the math type now set (the heuristic's figure
-    // is an estimate for its own math type).
+    const char* skip = nullptr;
     size_t ws = 0;
-    s = a.GetConvolutionForwardWorkspaceSize(handle, plan.x, plan.w, plan.conv, plan.y, r.algo,
-                                             &ws);
-    if (!ok(s) || ws > kMaxWorkspaceBytes) continue;
+    if (r.status != CUDNN_STATUS_SUCCESS) {
+      skip = "status";
+    } else if (r.memory > kMaxWorkspaceBytes) {
+      skip = "workspace over 256 MiB";
+    } else if (r.determinism != CUDNN_DETERMINISTIC) {
+      skip = "not deterministic";
+    } else if (!gemm_like(r.algo)) {
+      skip = "not GEMM-like (FFT/Winograd)";
+    } else if (with_bias && r.algo != CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) {
+      // The identity-activation fused bias runs with IMPLICIT_PRECOMP_GEMM only.
+      skip = "fused bias needs IMPLICIT_PRECOMP_GEMM";
+    } else if (r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) {
+      // Down-converting f32 data to 16 bits: never.
+      skip = "ALLOW_CONVERSION math";
+    } else if (fma_only && r.mathType == CUDNN_TENSOR_OP_MATH) {
+      // f32: never a tensor-op (TF32) row; the descriptor stays at FMA_MATH, under which the
+      // algorithm runs (DEFAULT_MATH would allow TF32). 16-bit and widened 16-bit data:
+      // tensor cores or not, exact products accumulated in f32.
+      skip = "TF32 on f32 data";
+    } else if (!fma_only && !ok(a.SetConvolutionMathType(plan.conv, r.mathType))) {
+      skip = "math type rejected";
+    } else {
+      // The workspace of the algorithm under the math type now set (the heuristic's figure
+      // is an estimate for its own math type).
+      s = a.GetConvolutionForwardWorkspaceSize(handle, plan.x, plan.w, plan.conv, plan.y, r.algo,
+                                               &ws);
+      if (!ok(s) || ws > kMaxWorkspaceBytes) skip = "workspace query";
+    }
+    if (debug)
+      std::fprintf(stderr, "cudnn plan:   algo %d math %d status %d memory %zu det %d: %s\n",
+                   int(r.algo), int(r.mathType), int(r.status), r.memory, int(r.determinism),
+                   skip ? skip : "TAKEN");
+    if (skip) continue;
     plan.algo = r.algo;
     plan.workspace = ws;
     plan.supported = true;
     return ok_status();
   }
+  if (debug) std::fprintf(stderr, "cudnn plan:   declined: no usable algorithm of %d\n", found);
   return ok_status();
 }
 
-Status cudnn_conv2d(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
-                    const Tensor& y, const Conv2dParams& p, bool* done) {
+namespace {
+
+// y = conv2d(x, w) + bias through cuDNN with the plan of this configuration (made on first
+// use); *done = false when cuDNN has no exact algorithm for it. x and y share a dtype; tf32
+// says x's f32 values are all TF32 values (widened 16-bit data).
+Status run_planned(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
+                   const Tensor& y, const Conv2dParams& p, bool tf32, bool* done) {
   *done = false;
-  if (!ctx.cudnn) return ok_status();
-  // Configurations cuDNN cannot compute like the reference (see the file comment).
-  if (x.dtype() != y.dtype()) return ok_status();
-  if (p.pad_top != p.pad_bottom || p.pad_left != p.pad_right) return ok_status();
   const bool f32 = x.dtype() == DType::kF32;
-  if (bias && !f32 &&
-      (bias->dtype() != y.dtype() || (bias->stride(0) != 1 && bias->size(0) != 1)))
-    return ok_status();
   CudnnConv::Impl& im = ctx.cudnn->impl();
   const CudnnApi& a = *im.api;
   const DType compute = x.dtype();
@@ -262,8 +324,9 @@ Status cudnn_conv2d(CudaContext& ctx, const Tensor& x, const Tensor& w, const Te
   const CudnnConv::Impl::Key key{
       x.size(0), x.size(1), x.size(2), x.size(3), x.stride(0), x.stride(1), x.stride(2),
       x.stride(3), y.stride(0), y.stride(1), y.stride(2), y.stride(3), oc, kh, kw,
-      int64_t(compute), bias ? 1 : 0, p.pad_top, p.pad_left, p.stride, alignment_of(x.data()),
-      w_align, alignment_of(y.data()), bias ? int64_t(alignment_of(bias->data())) : 0};
+      int64_t(compute) * 2 + (tf32 ? 1 : 0), bias ? 1 : 0, p.pad_top, p.pad_left, p.stride,
+      alignment_of(x.data()), w_align, alignment_of(y.data()),
+      bias ? int64_t(alignment_of(bias->data())) : 0};
   auto it = im.plans.find(key);
   if (it == im.plans.end()) {
     if (im.plans.size() >= size_t(kMaxPlans)) {
@@ -272,7 +335,7 @@ Status cudnn_conv2d(CudaContext& ctx, const Tensor& x, const Tensor& w, const Te
       im.plans.clear();
     }
     CudnnConv::Impl::Plan plan;
-    Status st = im.make_plan(x, y, oc, kh, kw, p, bias != nullptr, plan);
+    Status st = im.make_plan(x, y, oc, kh, kw, p, bias != nullptr, tf32, plan);
     if (!st.ok()) {
       im.destroy(plan);
       return st;
@@ -296,7 +359,7 @@ Status cudnn_conv2d(CudaContext& ctx, const Tensor& x, const Tensor& w, const Te
       SD35_ASSIGN_OR_RETURN(const float* b32, bias_as_f32(ctx, bias, "conv2d"));
       bp = b32;
     } else {
-      bp = bias->data();  // y's dtype, stride 1 (checked above)
+      bp = bias->data();  // y's dtype, stride 1 (checked by the caller)
     }
   }
   void* ws = nullptr;
@@ -322,6 +385,9 @@ Status cudnn_conv2d(CudaContext& ctx, const Tensor& x, const Tensor& w, const Te
   if (s != CUDNN_STATUS_SUCCESS) {
     if (declined(s)) {
       // Nothing was queued: remember the configuration for the im2col path.
+      if (debug_on())
+        std::fprintf(stderr, "cudnn run: declined (%s): %s -> im2col from now on\n",
+                     a.GetErrorString(s), x.describe().c_str());
       plan.supported = false;
       return ok_status();
     }
@@ -331,6 +397,97 @@ Status cudnn_conv2d(CudaContext& ctx, const Tensor& x, const Tensor& w, const Te
   g_convs.fetch_add(1, std::memory_order_relaxed);
   *done = true;
   return launch_status("conv2d");
+}
+
+bool tf32_exact(DType t) {
+  return t == DType::kBF16 || t == DType::kF16 || t == DType::kF8E4M3FN || t == DType::kF8E5M2;
+}
+
+// A 16-bit x and an f32 y (see the file comment): per sample and per band of output rows,
+// the input rows the band reads (halo included) are widened into f32 scratch, rows outside
+// the image written as zeros, and the band runs as an f32 conv with no height padding.
+// *done = false (nothing written to y) when cuDNN declines the first band; a later band
+// declining leaves *done = false too, and the im2col path then writes all of y again.
+Status run_widened(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
+                   const Tensor& y, const Conv2dParams& p, bool* done) {
+  *done = false;
+  const int64_t batch = x.size(0), c = x.size(1), h = x.size(2), wd = x.size(3);
+  const int64_t oc = w.size(0), kh = w.size(2);
+  const int64_t oh = y.size(2), ow = y.size(3), st = p.stride;
+  const int64_t row_bytes = c * wd * 4;  // one input row of every channel, f32
+  const int64_t fit_rows = std::max<int64_t>(kh, kWidenBandBytes / row_bytes);
+  const int64_t band = std::clamp<int64_t>((fit_rows - kh) / st + 1, 1, oh);
+  const int64_t band_in = (band - 1) * st + kh;
+  SD35_ASSIGN_OR_RETURN(void* buf, ctx.scratch->get(ScratchSlot::kConvInput,
+                                                    size_t(band_in * row_bytes), "conv2d"));
+  float* const wide = static_cast<float*>(buf);
+  const int64_t xs = int64_t(x.element_size()), ys = int64_t(y.element_size());
+  Conv2dParams bp = p;
+  bp.pad_top = bp.pad_bottom = 0;  // the halo rows are in the band
+  for (int64_t n = 0; n < batch; ++n) {
+    for (int64_t oh0 = 0; oh0 < oh; oh0 += band) {
+      const int64_t rows = std::min(band, oh - oh0), rows_in = (rows - 1) * st + kh;
+      const int64_t iy0 = oh0 * st - p.pad_top;  // input row of band row 0
+      const int64_t lo = std::clamp<int64_t>(-iy0, 0, rows_in);
+      const int64_t hi = std::clamp<int64_t>(h - iy0, lo, rows_in);
+      const size_t pitch = size_t(rows_in * wd * 4);  // bytes per channel plane of the band
+      auto zero_rows = [&](int64_t r0, int64_t r1) -> Status {
+        if (r1 <= r0) return ok_status();
+        SD35_CUDA_RETURN_IF_ERROR(
+            cudaMemset2DAsync(wide + r0 * wd, pitch, 0, size_t((r1 - r0) * wd * 4), size_t(c),
+                              ctx.stream),
+            "conv2d", "zeroing the halo rows");
+        return ok_status();
+      };
+      SD35_RETURN_IF_ERROR(zero_rows(0, lo));
+      SD35_RETURN_IF_ERROR(zero_rows(hi, rows_in));
+      if (hi > lo) {
+        const char* src = static_cast<const char*>(x.data()) +
+                          (n * x.stride(0) + (iy0 + lo) * x.stride(2)) * xs;
+        SD35_RETURN_IF_ERROR(copy_strided(ctx, src, x.dtype(),
+                                          Shape{x.stride(1), x.stride(2), x.stride(3)},
+                                          wide + lo * wd, DType::kF32,
+                                          Shape{rows_in * wd, wd, 1}, Shape{c, hi - lo, wd}));
+      }
+      const Tensor xb = Tensor::strided_view_of(wide, DType::kF32, Shape{1, c, rows_in, wd},
+                                                Shape{c * rows_in * wd, rows_in * wd, wd, 1},
+                                                Device::kCUDA);
+      char* yp = static_cast<char*>(y.data()) + (n * y.stride(0) + oh0 * y.stride(2)) * ys;
+      const Tensor yb = Tensor::strided_view_of(
+          yp, DType::kF32, Shape{1, oc, rows, ow},
+          Shape{y.stride(0), y.stride(1), y.stride(2), y.stride(3)}, Device::kCUDA);
+      bool band_done = false;
+      SD35_RETURN_IF_ERROR(run_planned(ctx, xb, w, bias, yb, bp, /*tf32=*/true, &band_done));
+      if (!band_done) return ok_status();
+    }
+  }
+  *done = true;
+  return ok_status();
+}
+
+}  // namespace
+
+Status cudnn_conv2d(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
+                    const Tensor& y, const Conv2dParams& p, bool* done) {
+  *done = false;
+  if (!ctx.cudnn) return ok_status();
+  // Configurations cuDNN cannot compute like the reference (see the file comment).
+  if (p.pad_top != p.pad_bottom || p.pad_left != p.pad_right) return ok_status();
+  if (x.dtype() != y.dtype()) {
+    if (y.dtype() != DType::kF32 || (x.dtype() != DType::kBF16 && x.dtype() != DType::kF16) ||
+        !tf32_exact(w.dtype()))
+      return ok_status();
+    SD35_RETURN_IF_ERROR(run_widened(ctx, x, w, bias, y, p, done));
+    if (*done) ctx.last_path = "cudnn tf32, x widened";
+    return ok_status();
+  }
+  const bool f32 = x.dtype() == DType::kF32;
+  if (bias && !f32 &&
+      (bias->dtype() != y.dtype() || (bias->stride(0) != 1 && bias->size(0) != 1)))
+    return ok_status();
+  SD35_RETURN_IF_ERROR(run_planned(ctx, x, w, bias, y, p, /*tf32=*/false, done));
+  if (*done) ctx.last_path = "cudnn";
+  return ok_status();
 }
 
 #endif  // SD35_CUDNN_HEADERS
