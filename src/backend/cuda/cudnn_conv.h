@@ -1,9 +1,11 @@
 // conv2d through cuDNN's legacy API (the library loaded at run time, cudnn_loader.h), for the
 // configurations where cuDNN computes exactly what the reference does: f32 accumulation of
-// the products, the bias added in f32 and y rounded once to its dtype. Everything else
-// (asymmetric padding, x and y of different dtypes, a 16-bit y with a bias of another dtype,
-// shapes beyond 32-bit indexing, anything cuDNN declines) stays on the im2col path
-// (cuda_conv.cpp), which calls this first.
+// the products, the bias added in f32 and y rounded once to its dtype. That includes a
+// 16-bit x with an f32 y (x widened to f32 in bands, TF32 math, exact for 16-bit data) and
+// convs too large for one plan's workspace (in bands of output rows). Everything else
+// (asymmetric padding, an f32 x with a 16-bit y, a 16-bit y with a bias of another dtype,
+// 1×1 convs the im2col path runs as one GEMM on x, shapes beyond 32-bit indexing, anything
+// cuDNN declines) stays on the im2col path (cuda_conv.cpp), which calls this first.
 #pragma once
 
 #include <cuda_runtime_api.h>
