@@ -55,6 +55,7 @@ struct Case {
   Path expect;    // where cuDNN is active
   bool channel_slice = false;
   bool nan_y = false;  // y starts as NaN (cuDNN must not blend the old y in)
+  bool dense_x = false;  // x without the row padding every other case has
 };
 
 std::string describe(const Case& c) {
@@ -64,7 +65,8 @@ std::string describe(const Case& c) {
          std::to_string(c.p.pad_left) + "," + std::to_string(c.p.pad_bottom) + "," +
          std::to_string(c.p.pad_right) + " x:" + dt(c.xt) + " w:" + dt(c.wt) + " y:" + dt(c.yt) +
          " bias:" + (c.bias < 0 ? std::string("none") : dt(DType(c.bias))) +
-         (c.channel_slice ? " channel-slice" : "") + (c.nan_y ? " nan-y" : "");
+         (c.channel_slice ? " channel-slice" : "") + (c.nan_y ? " nan-y" : "") +
+         (c.dense_x ? " dense-x" : "");
 }
 
 Shape out_shape(const Case& c) {
@@ -93,7 +95,7 @@ Buffers make_buffers(const Case& c, uint32_t seed) {
     b.xst = b.x->host().strides();
     b.x_off = 2 * b.xst[1];
   } else {
-    b.x = Mirror::make(c.x, c.xt, 1);
+    b.x = Mirror::make(c.x, c.xt, c.dense_x ? 0 : 1);
     b.xst = b.x->host().strides();
   }
   b.w = Mirror::make({c.out, c.x[1], c.kh, c.kw}, c.wt);
@@ -148,9 +150,11 @@ TEST(CudaCudnnConv, AgainstReference) {
       // f32 (FMA math only), bias of another dtype converted to f32.
       {{1, 32, 40, 24}, 48, 3, 3, same, f32, f32, f32, int(f32), Path::kCudnn},
       {{1, 8, 17, 19}, 12, 3, 3, same, f32, f16, f32, int(bf16), Path::kCudnn},
-      // 1×1 (the VAE's shortcut) stays on the direct GEMM; a bf16 x with f16 weights
-      // (converted to bf16).
-      {{2, 32, 9, 7}, 24, 1, 1, none, bf16, bf16, bf16, int(bf16), Path::kIm2col},
+      // 1×1 (the VAE's shortcut): over dense planes the im2col path's direct GEMM on x runs
+      // it (faster), with padded rows cuDNN; a bf16 x with f16 weights (converted to bf16).
+      {{2, 32, 9, 7}, 24, 1, 1, none, bf16, bf16, bf16, int(bf16), Path::kCudnn},
+      {{2, 32, 9, 7}, 24, 1, 1, none, bf16, bf16, bf16, int(bf16), Path::kIm2col, false, false,
+       true},
       {{1, 16, 12, 10}, 20, 3, 3, same, bf16, f16, bf16, -1, Path::kCudnn},
       // The MMDiT patch embedding: f32 x, bf16 w [1536, 16, 2, 2], stride 2, bf16 bias
       // (smaller latent than 128², the reference is slow).
@@ -165,7 +169,9 @@ TEST(CudaCudnnConv, AgainstReference) {
       {{1, 32, 20, 16}, 24, 3, 3, same, bf16, bf16, f32, int(bf16), Path::kCudnn},
       {{1, 24, 20, 18}, 16, 3, 3, same, bf16, bf16, f32, int(f32), Path::kCudnn, true, true},
       {{2, 16, 12, 10}, 8, 3, 3, same, bf16, DType::kF8E4M3FN, f32, -1, Path::kCudnn},
-      {{1, 16, 9, 7}, 24, 1, 1, none, bf16, bf16, f32, int(bf16), Path::kIm2col},
+      {{1, 16, 9, 7}, 24, 1, 1, none, bf16, bf16, f32, int(bf16), Path::kCudnn},
+      {{1, 16, 9, 7}, 24, 1, 1, none, bf16, bf16, f32, int(bf16), Path::kIm2col, false, false,
+       true},
       {{1, 2, 140, 131072}, 4, 3, 3, same, bf16, bf16, f32, int(bf16), Path::kAny},
       {{1, 2, 139, 131072}, 4, 3, 3, Conv2dParams{2, 1, 1, 1, 1}, bf16, bf16, f32, -1,
        Path::kAny},
