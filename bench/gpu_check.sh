@@ -4,8 +4,11 @@
 # dpmpp_2m / sgm_uniform, cfg 4.5, bf16, fp8 T5 on the GPU) and, in the same run, the same
 # MMDiT forward in PyTorch eager, then print a short table (always, last). See docs/gpu.md.
 #
-#   bench/gpu_check.sh [--prebuilt BUNDLE.tar.xz] [--out DIR] [--build-dir DIR]
+#   bench/gpu_check.sh [--prebuilt BUNDLE.tar.xz ...] [--out DIR] [--build-dir DIR]
 #                      [--models DIR] [--budget SECONDS]
+#
+# --prebuilt may be given more than once (make_gpu_bundle.sh --split: bundle.tar.xz and
+# bundle-libs.tar.xz); the archives are unpacked in order into one bundle folder.
 #
 # The checks after the build share one time budget (default 470 s, so the run ends within 8
 # minutes on an H100 with the bundle); every step has its own timeout, clamped to what is left.
@@ -17,12 +20,13 @@ prebuilt="" out="" build_dir="$repo/build-gpu" models=/tmp/sd35-gpu budget=470
 export repo prebuilt build_dir work  # read by the unpack/build functions run under timeout
 while [ $# -gt 0 ]; do
   case "$1" in
-    --prebuilt) prebuilt=$(realpath "$2"); shift 2 ;;
+    # Colon-separated: the unpack step runs in a child bash, which gets no arrays.
+    --prebuilt) prebuilt="${prebuilt:+$prebuilt:}$(realpath "$2")"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --build-dir) build_dir=$(realpath -m "$2"); shift 2 ;;
     --models) models="$2"; shift 2 ;;
     --budget) budget="$2"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -155,9 +159,14 @@ trap 'echo "gpu_check.sh: interrupted"; print_table; exit 130' INT TERM
 # ---- binaries: a prebuilt bundle, or a Release build with CUDA ---------------------------------
 if [ -n "$prebuilt" ]; then
   unpack() {
-    tar -xJf "$prebuilt" -C "$work" 2>/dev/null ||  # no xz binary: Python's lzma
-      python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
-        "$prebuilt" "$work" || return 1
+    local archive
+    local -a archives
+    IFS=: read -r -a archives <<<"$prebuilt"
+    for archive in "${archives[@]}"; do
+      tar -xJf "$archive" -C "$work" 2>/dev/null ||  # no xz binary: Python's lzma
+        python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+          "$archive" "$work" || return 1
+    done
     [ -x "$work/bundle/bin/sd35" ]
   }
   run_step unpack 120 unpack

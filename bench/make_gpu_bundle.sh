@@ -8,11 +8,21 @@
 #   manifest  the build's source and binary dirs (test binaries have them compiled in)
 # Copies are stripped (the bundle travels within a 64 MiB limit).
 #
-#   bench/make_gpu_bundle.sh BUILD_DIR OUT_DIR
+#   bench/make_gpu_bundle.sh [--split] BUILD_DIR OUT_DIR
+#
+# --split: the libraries over 8 MiB (oneDNN, ICU's data: ~14 MB of the ~23 MB compressed, and
+# they change only with the Debian packages) go to OUT_DIR/bundle-libs.tar.xz and the rest to
+# OUT_DIR/bundle.tar.xz, for carriers whose limit the source tree plus one bundle exceed; give
+# gpu_check.sh both (--prebuilt twice).
 set -euo pipefail
 
+split=0
+if [ "${1:-}" = "--split" ]; then
+  split=1
+  shift
+fi
 if [ $# -ne 2 ]; then
-  echo "usage: $0 BUILD_DIR OUT_DIR" >&2
+  echo "usage: $0 [--split] BUILD_DIR OUT_DIR" >&2
   exit 2
 fi
 build=$(realpath "$1")
@@ -72,8 +82,25 @@ src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$build/CMakeCache.txt" 2>/d
 
 echo "binaries: $(cd "$stage/bundle/bin" && find . -type f | sort | tr '\n' ' ')"
 echo "libraries: $(cd "$stage/bundle/lib" && find . -type f | sort | tr '\n' ' ')"
-# The x86 BCJ filter makes machine code compress ~10% better.
-tar -C "$stage" -cf - bundle | xz -T2 --x86 --lzma2=preset=9 >"$out/bundle.tar.xz.tmp"
-mv "$out/bundle.tar.xz.tmp" "$out/bundle.tar.xz"
-echo "wrote $out/bundle.tar.xz: $(du -h "$out/bundle.tar.xz" | cut -f1)" \
-  "($(stat -c %s "$out/bundle.tar.xz") bytes; unpacked $(du -sh "$stage/bundle" | cut -f1))"
+# pack NAME [tar arguments...]: OUT_DIR/NAME from the staged bundle folder. The x86 BCJ filter
+# makes machine code compress ~10% better.
+pack() {
+  local name=$1
+  shift
+  tar -C "$stage" -cf - "$@" | xz -T2 --x86 --lzma2=preset=9 >"$out/$name.tmp"
+  mv "$out/$name.tmp" "$out/$name"
+  echo "wrote $out/$name: $(du -h "$out/$name" | cut -f1) ($(stat -c %s "$out/$name") bytes)"
+}
+echo "unpacked: $(du -sh "$stage/bundle" | cut -f1)"
+if [ $split -eq 1 ]; then
+  big=()
+  while IFS= read -r f; do big+=("${f#"$stage"/}"); done \
+    < <(find "$stage/bundle/lib" -maxdepth 1 -type f -size +8M | sort)
+  excludes=()
+  for f in "${big[@]}"; do excludes+=(--exclude="$f"); done
+  rm -f "$out/bundle-libs.tar.xz"
+  if [ ${#big[@]} -gt 0 ]; then pack bundle-libs.tar.xz "${big[@]}"; fi
+  pack bundle.tar.xz "${excludes[@]}" bundle
+else
+  pack bundle.tar.xz bundle
+fi
