@@ -20,6 +20,12 @@ constexpr int64_t kConvOutBytes = int64_t(128) << 20;
 
 }  // namespace
 
+bool conv_reads_x_as_columns(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
+  return w.size(2) == 1 && w.size(3) == 1 && p.stride == 1 && p.pad_top == 0 &&
+         p.pad_left == 0 && p.pad_bottom == 0 && p.pad_right == 0 && x.stride(3) == 1 &&
+         x.stride(2) == x.size(3) && x.stride(1) >= x.size(2) * x.size(3);
+}
+
 Status conv2d_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
                  const Tensor& y, const Conv2dParams& p) {
   SD35_RETURN_IF_ERROR(on_cuda({&x, &w, &y, bias}, "conv2d"));
@@ -50,11 +56,7 @@ Status conv2d_op(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tenso
   }
   SD35_ASSIGN_OR_RETURN(const float* bias32, bias_as_f32(ctx, bias, "conv2d"));
 
-  // x itself is the column matrix of a 1×1 unpadded stride-1 conv when each channel plane is
-  // dense (p = iy·W + ix) and the planes are uniformly spaced.
-  const bool direct = kh == 1 && kw == 1 && p.stride == 1 && p.pad_top == 0 && p.pad_left == 0 &&
-                      p.pad_bottom == 0 && p.pad_right == 0 && x.stride(3) == 1 &&
-                      x.stride(2) == wd && x.stride(1) >= h * wd;
+  const bool direct = conv_reads_x_as_columns(x, w, p);
   int64_t band = oh;
   if (!direct) band = std::min(band, std::max<int64_t>(1, kIm2colBytes / (ck * ow * csize)));
   band = std::min(band, std::max<int64_t>(1, kConvOutBytes / (oc * ow * 4)));

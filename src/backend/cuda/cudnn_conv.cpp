@@ -489,21 +489,13 @@ Status run_banded(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tens
   return ok_status();
 }
 
-// A 1×1, stride-1, unpadded conv over dense channel planes: the im2col path runs it as one
-// GEMM on x itself (no column matrix), several times faster than cuDNN measured on an H200.
-bool direct_gemm_conv(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
-  return w.size(2) == 1 && w.size(3) == 1 && p.stride == 1 && p.pad_top == 0 &&
-         p.pad_left == 0 && p.pad_bottom == 0 && p.pad_right == 0 && x.stride(3) == 1 &&
-         x.stride(2) == x.size(3) && x.stride(1) >= x.size(2) * x.size(3);
-}
-
 }  // namespace
 
 Status cudnn_conv2d(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
                     const Tensor& y, const Conv2dParams& p, bool* done) {
   *done = false;
   if (!ctx.cudnn) return ok_status();
-  if (direct_gemm_conv(x, w, p)) return ok_status();
+  if (conv_reads_x_as_columns(x, w, p)) return ok_status();  // one GEMM on x: faster
   // Configurations cuDNN cannot compute like the reference (see the file comment).
   if (p.pad_top != p.pad_bottom || p.pad_left != p.pad_right) return ok_status();
   if (x.dtype() != y.dtype()) {
